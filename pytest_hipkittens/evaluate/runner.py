@@ -1,0 +1,446 @@
+"""Evaluate candidates: build, verify against the reference, time — each sandboxed.
+
+The trusted side of evaluation. For one problem it
+
+1. computes reference outputs once, in a worker that never sees candidate code;
+2. builds the candidates of an attempt concurrently, each in its own worker (the
+   compiler is the slow part and needs no device);
+3. verifies and times them one at a time under a per-process device lock, comparing
+   the tensors the worker hands back here, in the parent;
+4. returns the result dict of DESIGN.md's contract, written by this process only.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import os
+import platform
+import shutil
+import subprocess
+import tempfile
+import threading
+import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .. import __version__
+from ..backends import Backend
+from ..problems import Problem, ProblemError, top_level_names
+from .compare import TOLERANCES, compare_outputs
+from .sandbox import Worker, WorkerDied, read_log, scrub_env
+from .timing import summarize
+
+STATUSES = (
+    "correct",
+    "incorrect",
+    "compile_error",
+    "runtime_error",
+    "timeout",
+    "gpu_crash",
+    "rejected",
+)
+
+#: One evaluation at a time per process: under xdist each worker owns one device.
+DEVICE_LOCK = threading.Lock()
+
+
+class ReferenceFailed(RuntimeError):
+    """The problem's own reference model could not run: not the candidate's fault."""
+
+
+@dataclass
+class EvalConfig:
+    backend: Backend
+    build_cache: Path
+    precision: str = "fp32"
+    correctness_trials: int = 5
+    seed: int = 42
+    timing_trials: int = 30
+    warmup: int = 3
+    timing_budget_s: float = 10.0
+    build_timeout: float = 900.0
+    run_timeout: float = 300.0
+    build_jobs: int = 2
+    threads: int | None = None
+    device_index: str | None = None
+    memory_bytes: int | None = None
+    atol: float | None = None
+    rtol: float | None = None
+    extra_env: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def tolerance(self) -> tuple[float, float]:
+        base = TOLERANCES[self.precision]
+        return (
+            self.atol if self.atol is not None else base,
+            self.rtol if self.rtol is not None else base,
+        )
+
+
+@functools.lru_cache(maxsize=4)
+def compiler_id(cxx: str) -> str:
+    """First line of ``$CXX --version``: part of the build-cache key."""
+    try:
+        out = subprocess.run([cxx, "--version"], capture_output=True, text=True, timeout=30)
+        return out.stdout.splitlines()[0] if out.stdout else cxx
+    except (OSError, subprocess.SubprocessError):
+        return cxx
+
+
+def code_sha256(code: str) -> str:
+    return hashlib.sha256(code.encode()).hexdigest()
+
+
+def cache_key(code: str, cfg: EvalConfig) -> str:
+    """Content address of a build: source, backend flags, compiler, torch, python."""
+    import torch
+
+    parts = {
+        "code": code_sha256(code),
+        "backend": cfg.backend.describe(),
+        "env": cfg.backend.env,
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "cxx": compiler_id(os.environ.get("CXX", "c++")),
+    }
+    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:24]
+
+
+def trim_log(text: str, limit: int = 4000) -> str:
+    """Keep what explains a failure: from just before the first ``error:`` line, else the tail."""
+    lines = text.splitlines()
+    for i, line in enumerate(lines):
+        if "error:" in line.lower() and not line.lstrip().startswith(("FAILED", "RuntimeError")):
+            text = "\n".join(lines[max(0, i - 2) :])
+            return text if len(text) <= limit else text[:limit] + "\n…"
+    return text if len(text) <= limit else "…" + text[-limit:]
+
+
+def first_error(text: str) -> str | None:
+    """The compiler's first ``error:`` line, with the long build path shortened."""
+    for line in text.splitlines():
+        if "error:" in line and not line.lstrip().startswith(("FAILED", "RuntimeError")):
+            line = line.strip()
+            head, sep, tail = line.partition(": error:")
+            if sep:
+                line = (
+                    f"{Path(head.split(':')[0]).name}:{':'.join(head.split(':')[1:])}: error:{tail}"
+                )
+            return line[:300]
+    return None
+
+
+def base_result(code: str | None, cfg: EvalConfig) -> dict[str, Any]:
+    import torch
+
+    atol, rtol = cfg.tolerance
+    return {
+        "status": None,
+        "category": None,
+        "message": "",
+        "log": "",
+        "correctness": {
+            "trials": cfg.correctness_trials,
+            "passed": 0,
+            "max_abs_err": None,
+            "max_rel_err": None,
+            "atol": atol,
+            "rtol": rtol,
+        },
+        "timing": None,
+        "precision": cfg.precision,
+        "uses_library": [],
+        "profile": None,
+        "hardware": {},
+        "backend": cfg.backend.name,
+        "arch": cfg.backend.arch,
+        "code_sha256": code_sha256(code) if code else None,
+        "versions": {
+            "pytest_hipkittens": __version__,
+            "torch": torch.__version__,
+            "python": platform.python_version(),
+        },
+        "build_seconds": None,
+        "eval_seconds": None,
+    }
+
+
+def fail(result: dict[str, Any], status: str, category: str, message: str, log: str = "") -> dict:
+    result.update(status=status, category=category, message=message, log=trim_log(log))
+    return result
+
+
+class _Candidate:
+    """A candidate's worker between build and evaluation."""
+
+    def __init__(self, code: str, result: dict[str, Any], worker: Worker | None, log: Path) -> None:
+        self.code = code
+        self.result = result
+        self.worker = worker
+        self.log = log
+
+
+class Evaluator:
+    """Builds, verifies and times candidates for problems, one device per process."""
+
+    def __init__(self, cfg: EvalConfig, workdir: Path | None = None) -> None:
+        self.cfg = cfg
+        self._tmp = None
+        if workdir is None:
+            self._tmp = tempfile.TemporaryDirectory(prefix="hk-eval-")
+            workdir = Path(self._tmp.name)
+        self.workdir = workdir
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self._refs: dict[str, tuple[Path, list[int]]] = {}
+        self._ref_lock = threading.Lock()
+        self._hardware: dict[str, Any] | None = None
+
+    # -- environment -----------------------------------------------------------------
+    def _env(self, ext_dir: Path | None) -> dict[str, str]:
+        env = scrub_env(os.environ)
+        env.update(self.cfg.backend.env)
+        env.update(self.cfg.backend.pin_env(self.cfg.device_index))
+        env.update(self.cfg.extra_env)
+        env.setdefault(
+            "MAX_JOBS", str(max(1, (os.cpu_count() or 2) // max(1, self.cfg.build_jobs)))
+        )
+        if self.cfg.threads:
+            env["OMP_NUM_THREADS"] = str(self.cfg.threads)
+        if ext_dir is not None:
+            env["TORCH_EXTENSIONS_DIR"] = str(ext_dir)
+        return env
+
+    def _spawn(self, tag: str, ext_dir: Path | None) -> tuple[Worker, Path]:
+        run_dir = Path(tempfile.mkdtemp(prefix=f"{tag}-", dir=self.workdir))
+        log = run_dir / "worker.log"
+        worker = Worker(log, self._env(ext_dir), memory_bytes=self.cfg.memory_bytes, cwd=run_dir)
+        return worker, log
+
+    def _load(self, worker: Worker, problem: Problem) -> dict[str, Any]:
+        return worker.request(
+            120,
+            cmd="load",
+            problem=str(problem.path),
+            device=self.cfg.backend.device,
+            precision=self.cfg.precision,
+            threads=self.cfg.threads,
+        )
+
+    # -- reference -------------------------------------------------------------------
+    def seeds(self) -> tuple[int, list[int]]:
+        """Init seed and one input seed per correctness trial, derived from ``cfg.seed``."""
+        import random
+
+        rng = random.Random(self.cfg.seed)
+        return self.cfg.seed, [rng.randrange(2**31) for _ in range(self.cfg.correctness_trials)]
+
+    def reference(self, problem: Problem) -> tuple[Path, list[int]]:
+        """Reference outputs for every trial, computed once per problem, apart from candidates."""
+        key = f"{problem.sha256()[:16]}-{self.cfg.precision}-{self.cfg.seed}-{self.cfg.correctness_trials}"
+        with self._ref_lock:
+            if key in self._refs:
+                return self._refs[key]
+            out_dir = self.workdir / "ref" / key
+            out_dir.mkdir(parents=True, exist_ok=True)
+            init_seed, seeds = self.seeds()
+            worker, log = self._spawn("ref", None)
+            try:
+                with worker, DEVICE_LOCK:
+                    answer = self._load(worker, problem)
+                    if answer.get("ok"):
+                        answer = worker.request(
+                            self.cfg.run_timeout,
+                            cmd="outputs",
+                            which="ref",
+                            dir=str(out_dir),
+                            seeds=seeds,
+                            init_seed=init_seed,
+                        )
+            except WorkerDied as exc:
+                raise ReferenceFailed(
+                    f"{problem.key}: reference model {exc}: {read_log(log, 500)}"
+                ) from None
+            if not answer.get("ok"):
+                raise ReferenceFailed(
+                    f"{problem.key}: reference model failed: {answer.get('message')}"
+                )
+            self._refs[key] = (out_dir, seeds)
+            return self._refs[key]
+
+    # -- candidates ------------------------------------------------------------------
+    def _build(self, problem: Problem, code: str) -> _Candidate:
+        result = base_result(code, self.cfg)
+        try:
+            names = top_level_names(code, "candidate.py")
+        except ProblemError as exc:
+            return _Candidate(
+                code, fail(result, "compile_error", "compile_error", str(exc)), None, Path()
+            )
+        if "ModelNew" not in names:
+            fail(result, "rejected", "no_model_new", "candidate defines no class ModelNew")
+            return _Candidate(code, result, None, Path())
+        ext_dir = self.cfg.build_cache / cache_key(code, self.cfg)
+        worker, log = self._spawn("cand", ext_dir)
+        code_path = log.parent / "candidate.py"
+        code_path.write_text(code, encoding="utf-8")
+        t0 = time.monotonic()
+        try:
+            answer = self._load(worker, problem)
+            if answer.get("ok"):
+                answer = worker.request(self.cfg.build_timeout, cmd="build", code=str(code_path))
+        except WorkerDied as exc:
+            worker.close()
+            # A killed build may leave a partial directory (and torch's lock file): drop it.
+            shutil.rmtree(ext_dir, ignore_errors=True)
+            status = "timeout" if exc.kind == "timeout" else "runtime_error"
+            category = "build_timeout" if exc.kind == "timeout" else "runtime_error"
+            fail(result, status, category, f"build: {exc}", read_log(log))
+            return _Candidate(code, result, None, log)
+        result["build_seconds"] = round(time.monotonic() - t0, 3)
+        if not answer.get("ok"):
+            worker.close()
+            category = answer.get("category", "runtime_error")
+            status = {"compile_error": "compile_error", "no_model_new": "rejected"}.get(
+                category, "runtime_error"
+            )
+            log_text = answer.get("log") or read_log(log)
+            message = answer.get("message", "")
+            if category == "compile_error":
+                message = first_error(log_text) or message
+            return _Candidate(code, fail(result, status, category, message, log_text), None, log)
+        return _Candidate(code, result, worker, log)
+
+    def _run(self, problem: Problem, cand: _Candidate) -> dict[str, Any]:
+        result, worker = cand.result, cand.worker
+        assert worker is not None
+        import torch
+
+        ref_dir, seeds = self.reference(problem)
+        init_seed = self.cfg.seed
+        out_dir = cand.log.parent
+        atol, rtol = self.cfg.tolerance
+        t0 = time.monotonic()
+        try:
+            with DEVICE_LOCK:
+                if self._hardware is None:
+                    hw = worker.request(60, cmd="hardware")
+                    self._hardware = hw.get("hardware", {}) if hw.get("ok") else {}
+                result["hardware"] = self._hardware
+                answer = worker.request(
+                    self.cfg.run_timeout,
+                    cmd="outputs",
+                    which="new",
+                    dir=str(out_dir),
+                    seeds=seeds,
+                    init_seed=init_seed,
+                )
+                if not answer.get("ok"):
+                    category = answer.get("category", "runtime_error")
+                    status = "gpu_crash" if category == "gpu_crash" else "runtime_error"
+                    return fail(
+                        result, status, category, answer.get("message", ""), answer.get("log", "")
+                    )
+                worst_abs = worst_rel = 0.0
+                for i, seed in enumerate(seeds):
+                    ref = torch.load(ref_dir / f"ref_{seed}.pt", weights_only=True)
+                    try:
+                        new = torch.load(out_dir / f"new_{seed}.pt", weights_only=True)
+                    except Exception as exc:  # noqa: BLE001 - candidate returned junk
+                        return fail(result, "incorrect", "incorrect", f"unreadable output: {exc}")
+                    cmp = compare_outputs(ref, new, atol, rtol)
+                    worst_abs = max(worst_abs, cmp.max_abs_err)
+                    worst_rel = max(worst_rel, cmp.max_rel_err)
+                    result["correctness"].update(max_abs_err=worst_abs, max_rel_err=worst_rel)
+                    if not cmp.ok:
+                        result["correctness"]["passed"] = i
+                        return fail(
+                            result, "incorrect", "incorrect", f"trial {i + 1}: {cmp.message}"
+                        )
+                result["correctness"]["passed"] = len(seeds)
+                answer = worker.request(
+                    self.cfg.run_timeout,
+                    cmd="time",
+                    seed=seeds[0],
+                    init_seed=init_seed,
+                    trials=self.cfg.timing_trials,
+                    warmup=self.cfg.warmup,
+                    budget_s=self.cfg.timing_budget_s,
+                )
+                if not answer.get("ok"):
+                    category = answer.get("category", "runtime_error")
+                    status = "gpu_crash" if category == "gpu_crash" else "runtime_error"
+                    return fail(
+                        result,
+                        status,
+                        category,
+                        "timing: " + answer.get("message", ""),
+                        answer.get("log", ""),
+                    )
+        except WorkerDied as exc:
+            status = "timeout" if exc.kind == "timeout" else "runtime_error"
+            return fail(result, status, status, str(exc), read_log(cand.log))
+        finally:
+            result["eval_seconds"] = round(time.monotonic() - t0, 3)
+        ref_s, new_s = summarize(answer["ref_ms"]), summarize(answer["new_ms"])
+        speedup = ref_s["median"] / new_s["median"] if new_s["median"] > 0 else float("inf")
+        result["timing"] = {
+            "ref_ms": ref_s["median"],
+            "new_ms": new_s["median"],
+            "speedup": speedup,
+            "trials": len(answer["new_ms"]),
+            "cv": new_s["cv"],
+            "ref_cv": ref_s["cv"],
+            "method": answer.get("method"),
+        }
+        result["status"] = "correct"
+        result["category"] = "correct" if speedup >= 1 else "slower"
+        result["message"] = f"correct, {speedup:.2f}x vs PyTorch"
+        return result
+
+    def evaluate_many(self, problem: Problem, codes: Sequence[str]) -> list[dict[str, Any]]:
+        """Build all ``codes`` concurrently, then verify and time them one by one."""
+        jobs = max(1, min(self.cfg.build_jobs, len(codes)))
+        with ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="hk-build") as pool:
+            built = list(pool.map(lambda c: self._build(problem, c), codes))
+        results = []
+        for cand in built:
+            try:
+                if cand.worker is not None:
+                    self._run(problem, cand)
+            finally:
+                if cand.worker is not None:
+                    cand.worker.close()
+            results.append(cand.result)
+        return results
+
+    def evaluate(self, problem: Problem, code: str) -> dict[str, Any]:
+        return self.evaluate_many(problem, [code])[0]
+
+    def profile(self, problem: Problem, code: str, runs: int = 5) -> dict[str, Any] | None:
+        """Kernel table of the candidate's forward (teardown profiling of slow kernels)."""
+        cand = self._build(problem, code)
+        if cand.worker is None:
+            return None
+        try:
+            with DEVICE_LOCK:
+                answer = cand.worker.request(
+                    self.cfg.run_timeout,
+                    cmd="profile",
+                    seed=self.seeds()[1][0],
+                    init_seed=self.cfg.seed,
+                    runs=runs,
+                )
+        except WorkerDied:
+            return None
+        finally:
+            cand.worker.close()
+        return answer if answer.get("ok") else None
+
+    def close(self) -> None:
+        if self._tmp is not None:
+            self._tmp.cleanup()

@@ -1,0 +1,190 @@
+"""Start and talk to an evaluation worker as an untrusted, killable subprocess.
+
+Each worker is a fresh interpreter in its own session (process group), with core dumps
+off, an optional address-space limit, and an environment from which secrets are removed.
+Every request has a wall-clock timeout; on expiry the whole group (compiler children
+included) is killed. A worker that dies, hangs or prints garbage costs one candidate and
+never the pytest session.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fnmatch
+import json
+import os
+import select
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+#: Variables never handed to generated code (the gateway key first of all).
+SECRET_PATTERNS = (
+    "LLM_GATEWAY_KEY",
+    "*_KEY",
+    "*_TOKEN",
+    "*_SECRET",
+    "*_SECRET_*",
+    "*PASSWORD*",
+    "*_CREDENTIALS",
+    "AWS_*",
+    "OPENAI_*",
+    "ANTHROPIC_*",
+    "HF_TOKEN",
+    "GITHUB_*",
+)
+
+
+class WorkerDied(RuntimeError):
+    """The worker exited or stopped answering; ``kind`` says which."""
+
+    def __init__(self, kind: str, message: str) -> None:
+        super().__init__(message)
+        self.kind = kind  # "timeout" | "crash"
+
+
+def scrub_env(env: Mapping[str, str], patterns: Iterable[str] = SECRET_PATTERNS) -> dict[str, str]:
+    """Copy of ``env`` without any variable whose name matches a secret pattern."""
+    pats = [p.upper() for p in patterns]
+    return {
+        k: v for k, v in env.items() if not any(fnmatch.fnmatchcase(k.upper(), p) for p in pats)
+    }
+
+
+def _limits(memory_bytes: int | None) -> None:  # runs in the child before exec
+    import resource
+
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    if memory_bytes:
+        resource.setrlimit(resource.RLIMIT_AS, (memory_bytes, memory_bytes))
+
+
+class Worker:
+    """One worker process; use as a context manager so it is always reaped."""
+
+    def __init__(
+        self,
+        log_path: Path,
+        env: Mapping[str, str],
+        *,
+        memory_bytes: int | None = None,
+        cwd: Path | None = None,
+    ) -> None:
+        self.log_path = log_path
+        read_fd, write_fd = os.pipe()
+        child_env = dict(env)
+        child_env["HK_REPLY_FD"] = str(write_fd)
+        child_env["PYTHONUNBUFFERED"] = "1"
+        child_env["PYTHONDONTWRITEBYTECODE"] = "1"
+        self._log = open(log_path, "ab")  # noqa: SIM115 - closed in close()
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "pytest_hipkittens.evaluate.worker"],
+            stdin=subprocess.PIPE,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+            env=child_env,
+            cwd=str(cwd) if cwd else None,
+            pass_fds=(write_fd,),
+            start_new_session=True,
+            preexec_fn=lambda: _limits(memory_bytes),
+        )
+        os.close(write_fd)
+        self._reply = read_fd
+        self._buf = b""
+
+    def request(self, timeout: float, **msg: Any) -> dict[str, Any]:
+        """Send one command and wait at most ``timeout`` seconds for its answer."""
+        try:
+            assert self.proc.stdin is not None
+            self.proc.stdin.write((json.dumps(msg) + "\n").encode())
+            self.proc.stdin.flush()
+        except (BrokenPipeError, OSError):
+            raise self._died() from None
+        deadline = time.monotonic() + timeout
+        while b"\n" not in self._buf:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                self.kill()
+                raise WorkerDied("timeout", f"no answer to {msg.get('cmd')!r} within {timeout:g} s")
+            ready, _, _ = select.select([self._reply], [], [], min(left, 1.0))
+            if ready:
+                chunk = os.read(self._reply, 1 << 16)
+                if not chunk:
+                    raise self._died()
+                self._buf += chunk
+        line, self._buf = self._buf.split(b"\n", 1)
+        try:
+            answer = json.loads(line)
+        except json.JSONDecodeError:
+            self.kill()
+            raise WorkerDied("crash", "worker sent a malformed answer") from None
+        if not isinstance(answer, dict):
+            raise WorkerDied("crash", "worker sent a malformed answer")
+        return answer
+
+    def _died(self) -> WorkerDied:
+        try:
+            code = self.proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            code = self.proc.returncode
+        if code is not None and code < 0:
+            try:
+                name = signal.Signals(-code).name
+            except ValueError:
+                name = f"signal {-code}"
+            return WorkerDied("crash", f"worker killed by {name}")
+        return WorkerDied("crash", f"worker exited with code {code} mid-request")
+
+    def kill(self) -> None:
+        """Kill the worker's whole process group (compiler children included)."""
+        if self.proc.poll() is None:
+            try:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                self.proc.kill()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.proc.wait(timeout=10)
+        # Stragglers the candidate left in the group.
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.proc.pid, signal.SIGKILL)
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            try:
+                assert self.proc.stdin is not None
+                self.proc.stdin.write(b'{"cmd": "exit"}\n')
+                self.proc.stdin.flush()
+                self.proc.wait(timeout=10)
+            except (OSError, subprocess.TimeoutExpired):
+                pass
+        self.kill()
+        for f in (self.proc.stdin,):
+            try:
+                if f:
+                    f.close()
+            except OSError:
+                pass
+        with contextlib.suppress(OSError):
+            os.close(self._reply)
+        self._log.close()
+
+    def __enter__(self) -> Worker:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def read_log(path: Path, limit: int = 6000) -> str:
+    """The tail of a worker log, trimmed for result files and prompts."""
+    try:
+        data = path.read_bytes()
+    except OSError:
+        return ""
+    text = data.decode("utf-8", "replace")
+    return text if len(text) <= limit else "…" + text[-limit:]

@@ -1,0 +1,115 @@
+"""The timing protocol, shared by reference and candidate so their numbers compare.
+
+Both functions run in the same worker, on the same inputs, interleaved trial by trial
+(ref, new, new, ref, …) so drift in clock speed or background load hits both alike.
+Each trial is bracketed by device-wide synchronisation; on GPUs a buffer larger than the
+last-level cache is rewritten before every trial so neither side profits from a warm
+cache left by the other. The median is the figure; the coefficient of variation says how
+far to trust it.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+
+@dataclass
+class Timer:
+    """Device-specific pieces of the protocol."""
+
+    method: str
+    sync: Callable[[], None]
+    flush: Callable[[], None]
+    measure: Callable[[Callable[[], object]], float]  # milliseconds of one call
+
+
+def _host_measure(sync: Callable[[], None]) -> Callable[[Callable[[], object]], float]:
+    def measure(fn: Callable[[], object]) -> float:
+        sync()
+        t0 = time.perf_counter()
+        fn()
+        sync()
+        return (time.perf_counter() - t0) * 1e3
+
+    return measure
+
+
+def make_timer(device: str) -> Timer:
+    """A timer for ``cpu`` (perf_counter) or ``cuda`` (events; ROCm maps them to HIP)."""
+    if device == "cpu":
+        return Timer("cpu_perf_counter", lambda: None, lambda: None, _host_measure(lambda: None))
+    import torch
+
+    props = torch.cuda.get_device_properties(torch.cuda.current_device())
+    l2 = int(getattr(props, "L2_cache_size", 0) or 0)
+    # 2x the L2 (and at least 256 MiB so AMD's MALL / Infinity Cache is flushed too).
+    flush_buf = torch.empty(max(2 * l2, 256 << 20) // 4, dtype=torch.int32, device="cuda")
+    sync = torch.cuda.synchronize
+
+    def flush() -> None:
+        flush_buf.zero_()
+
+    def measure(fn: Callable[[], object]) -> float:
+        start = torch.cuda.Event(enable_timing=True)
+        end = torch.cuda.Event(enable_timing=True)
+        sync()
+        start.record()
+        fn()
+        end.record()
+        sync()  # device-wide: work on every stream has finished
+        return float(start.elapsed_time(end))
+
+    return Timer("device_events_l2_flush", sync, flush, measure)
+
+
+def summarize(samples: list[float]) -> dict[str, float]:
+    """Median, mean, spread and coefficient of variation of per-trial milliseconds."""
+    med = statistics.median(samples)
+    mean = statistics.fmean(samples)
+    std = statistics.pstdev(samples) if len(samples) > 1 else 0.0
+    return {
+        "median": med,
+        "mean": mean,
+        "std": std,
+        "min": min(samples),
+        "max": max(samples),
+        "cv": std / mean if mean > 0 else 0.0,
+    }
+
+
+def time_pair(
+    ref_fn: Callable[[], object],
+    new_fn: Callable[[], object],
+    timer: Timer,
+    *,
+    warmup: int = 3,
+    trials: int = 30,
+    budget_s: float = 10.0,
+) -> tuple[list[float], list[float]]:
+    """Time ``ref_fn`` and ``new_fn`` alternately; fewer trials if they are slow.
+
+    The number of trials shrinks (never below 5) so a slow pair stays within ``budget_s``;
+    the count actually used is the length of the returned lists.
+    """
+    est = 0.0
+    for _ in range(max(1, warmup)):
+        timer.flush()
+        est_ref = timer.measure(ref_fn)
+        timer.flush()
+        est_new = timer.measure(new_fn)
+        est = est_ref + est_new
+    if est > 0:
+        trials = max(5, min(trials, int(budget_s * 1e3 / est)))
+    ref_ms: list[float] = []
+    new_ms: list[float] = []
+    for i in range(trials):
+        order = ((ref_fn, ref_ms), (new_fn, new_ms))
+        if i % 2:
+            order = order[::-1]
+        for fn, out in order:
+            timer.flush()
+            out.append(timer.measure(fn))
+    return ref_ms, new_ms

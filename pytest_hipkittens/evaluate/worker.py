@@ -1,0 +1,234 @@
+"""The evaluation worker: the only process that imports a problem or a candidate.
+
+Started by :mod:`pytest_hipkittens.evaluate.sandbox` as ``python -m
+pytest_hipkittens.evaluate.worker`` in a fresh process group with a scrubbed environment.
+It reads one JSON command per line on stdin and answers one JSON line on the file
+descriptor named by ``HK_REPLY_FD``; anything the candidate or the compiler prints goes
+to stdout/stderr, which the parent sends to a log file. A *reference* worker never
+imports candidate code; a *candidate* worker does, and only hands tensors back — the
+parent decides whether they are right.
+
+Commands: ``load``, ``build``, ``outputs``, ``time``, ``profile``, ``hardware``, ``exit``.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import sys
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+import torch
+
+# Harness references taken before any candidate code runs.
+_perf_counter = time.perf_counter
+_torch_save = torch.save
+_manual_seed = torch.manual_seed
+
+DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
+GPU_ERROR_MARKERS = (
+    "CUDA error",
+    "HIP error",
+    "illegal memory access",
+    "unspecified launch failure",
+    "device-side assert",
+    "hipErrorIllegalAddress",
+)
+BUILD_ERROR_MARKERS = ("Error building extension", "ninja: build stopped", "error:")
+
+
+class Worker:
+    def __init__(self) -> None:
+        self.problem: Any = None
+        self.candidate: Any = None
+        self.device = "cpu"
+        self.dtype = torch.float32
+
+    # -- helpers ---------------------------------------------------------------------
+    def _import(self, name: str, path: str) -> Any:
+        spec = importlib.util.spec_from_file_location(name, path)
+        if spec is None or spec.loader is None:
+            raise ImportError(f"cannot import {path}")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+        return module
+
+    def _cast(self, x: Any) -> Any:
+        if isinstance(x, torch.Tensor):
+            x = x.to(self.device)
+            return x.to(self.dtype) if x.is_floating_point() else x
+        return x
+
+    def _inputs(self, seed: int) -> list[Any]:
+        _manual_seed(seed)
+        return [self._cast(x) for x in self.problem.get_inputs()]
+
+    def _model(self, cls: type, seed: int) -> Any:
+        _manual_seed(seed)
+        init = [self._cast(x) for x in self.problem.get_init_inputs()]
+        _manual_seed(seed)
+        model = cls(*init)
+        if isinstance(model, torch.nn.Module):
+            model = model.to(self.device)
+            if self.dtype != torch.float32:
+                model = model.to(self.dtype)
+            model.eval()
+        return model
+
+    def _sync(self) -> None:
+        if self.device != "cpu":
+            torch.cuda.synchronize()
+
+    # -- commands --------------------------------------------------------------------
+    def load(self, msg: dict) -> dict:
+        self.device = msg.get("device", "cpu")
+        self.dtype = DTYPES[msg.get("precision", "fp32")]
+        if msg.get("threads"):
+            torch.set_num_threads(int(msg["threads"]))
+        self.problem = self._import("hk_problem", msg["problem"])
+        for name in ("Model", "get_inputs", "get_init_inputs"):
+            if not hasattr(self.problem, name):
+                return {"ok": False, "category": "bad_problem", "message": f"problem has no {name}"}
+        return {"ok": True}
+
+    def build(self, msg: dict) -> dict:
+        t0 = _perf_counter()
+        try:
+            self.candidate = self._import("hk_candidate", msg["code"])
+        except BaseException as exc:  # noqa: BLE001 - any failure of candidate code
+            text = f"{type(exc).__name__}: {exc}"
+            is_build = isinstance(exc, SyntaxError) or any(m in text for m in BUILD_ERROR_MARKERS)
+            return {
+                "ok": False,
+                "category": "compile_error" if is_build else "runtime_error",
+                "message": text.splitlines()[0][:300] if text else type(exc).__name__,
+                "log": text + "\n" + traceback.format_exc(limit=5),
+                "seconds": _perf_counter() - t0,
+            }
+        if not hasattr(self.candidate, "ModelNew"):
+            return {
+                "ok": False,
+                "category": "no_model_new",
+                "message": "candidate defines no ModelNew",
+            }
+        return {"ok": True, "seconds": _perf_counter() - t0}
+
+    def outputs(self, msg: dict) -> dict:
+        """Run the reference (``which=ref``) or the candidate on each trial's inputs."""
+        which = msg["which"]
+        out_dir = Path(msg["dir"])
+        cls = self.problem.Model if which == "ref" else self.candidate.ModelNew
+        model = self._model(cls, msg["init_seed"])
+        files = []
+        with torch.no_grad():
+            for seed in msg["seeds"]:
+                inputs = self._inputs(seed)
+                out = model(*inputs)
+                self._sync()
+                if isinstance(out, torch.Tensor):
+                    out = out.detach().cpu().clone()
+                elif isinstance(out, (list, tuple)):
+                    out = type(out)(
+                        o.detach().cpu().clone() if isinstance(o, torch.Tensor) else o for o in out
+                    )
+                path = out_dir / f"{which}_{seed}.pt"
+                _torch_save(out, path)
+                files.append(str(path))
+                del inputs, out
+        return {"ok": True, "files": files}
+
+    def time(self, msg: dict) -> dict:
+        from .timing import make_timer, time_pair
+
+        ref = self._model(self.problem.Model, msg["init_seed"])
+        new = self._model(self.candidate.ModelNew, msg["init_seed"])
+        inputs = self._inputs(msg["seed"])
+        timer = make_timer(self.device)
+        with torch.no_grad():
+            ref_ms, new_ms = time_pair(
+                lambda: ref(*inputs),
+                lambda: new(*inputs),
+                timer,
+                warmup=msg.get("warmup", 3),
+                trials=msg.get("trials", 30),
+                budget_s=msg.get("budget_s", 10.0),
+            )
+        return {"ok": True, "ref_ms": ref_ms, "new_ms": new_ms, "method": timer.method}
+
+    def profile(self, msg: dict) -> dict:
+        from ..profile import profile_torch
+
+        new = self._model(self.candidate.ModelNew, msg["init_seed"])
+        inputs = self._inputs(msg["seed"])
+        with torch.no_grad():
+            kernels = profile_torch(lambda: new(*inputs), self.device, runs=msg.get("runs", 5))
+        return {"ok": True, "kernels": kernels}
+
+    def hardware(self, msg: dict) -> dict:
+        import platform
+
+        info: dict[str, Any] = {
+            "torch": torch.__version__,
+            "python": platform.python_version(),
+            "cpu": platform.processor() or platform.machine(),
+            "threads": torch.get_num_threads(),
+        }
+        if self.device != "cpu" and torch.cuda.is_available():
+            props = torch.cuda.get_device_properties(0)
+            info["gpu"] = props.name
+            info["pci_bus_id"] = getattr(props, "pci_bus_id", None)
+            info["arch"] = getattr(props, "gcnArchName", None) or f"sm_{props.major}{props.minor}"
+            info["cuda"] = torch.version.cuda
+            info["hip"] = getattr(torch.version, "hip", None)
+        return {"ok": True, "hardware": info}
+
+
+def _error_reply(exc: BaseException) -> dict:
+    text = f"{type(exc).__name__}: {exc}"
+    if isinstance(exc, torch.cuda.OutOfMemoryError) or "out of memory" in text.lower():
+        category = "out_of_memory"
+    elif any(m in text for m in GPU_ERROR_MARKERS):
+        category = "gpu_crash"
+    else:
+        category = "runtime_error"
+    return {
+        "ok": False,
+        "category": category,
+        "message": text.splitlines()[0][:300] if text else type(exc).__name__,
+        "log": traceback.format_exc(limit=8)[-4000:],
+    }
+
+
+def main() -> int:
+    reply_fd = int(os.environ["HK_REPLY_FD"])
+    reply = os.fdopen(reply_fd, "w", buffering=1)
+    worker = Worker()
+    handlers = {
+        "load": worker.load,
+        "build": worker.build,
+        "outputs": worker.outputs,
+        "time": worker.time,
+        "profile": worker.profile,
+        "hardware": worker.hardware,
+    }
+    for line in sys.stdin:
+        msg = json.loads(line)
+        cmd = msg.get("cmd")
+        if cmd == "exit":
+            break
+        try:
+            answer = handlers[cmd](msg)
+        except BaseException as exc:  # noqa: BLE001 - report, keep the protocol alive
+            answer = _error_reply(exc)
+        reply.write(json.dumps(answer, default=str) + "\n")
+        reply.flush()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,318 @@
+"""Command-line and ini options, and the one place that resolves them into Settings.
+
+Convention (STYLE.md): one option group; ``--hk-*`` for the long tail plus the few names
+users asked for (``--range``, ``--level``, ``--kernelbench-dir``, ``--backend``, ``--llm``);
+kebab-case flags, explicit ``dest``, CAPS metavars, ``type=`` validators that raise one
+clear line, defaults shown in help. Stable settings are also snake_case ini options;
+precedence is CLI > ini > environment > default.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from .backends import NAMES as BACKEND_NAMES
+from .llm import DEFAULT_RESPONSES, KEY_ENV, URL_ENV
+from .problems import ProblemError, parse_range, resolve_root
+from .session import PACKAGE_PROMPTS, Settings, default_build_cache
+
+
+def _range(text: str) -> list[tuple[int, int]]:
+    try:
+        return parse_range(text)
+    except ProblemError as exc:
+        raise argparse.ArgumentTypeError(str(exc).removeprefix(f"--range {text!r}: ")) from None
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} must be at least 1")
+    return value
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be positive")
+    return value
+
+
+def _speedup(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+
+
+# name, flag kwargs, ini type (None: CLI only), env var, help
+OPTIONS: list[tuple[str, dict[str, Any], str | None, str | None, str]] = [
+    (
+        "--range",
+        {"dest": "hk_range", "metavar": "SPEC", "type": _range},
+        None,
+        None,
+        "problem ids to run, inclusive: 19-25, 19 or 1-5,9 (default: all)",
+    ),
+    (
+        "--level",
+        {"dest": "hk_levels", "metavar": "N", "type": _positive, "action": "append"},
+        None,
+        None,
+        "KernelBench level to run; repeat for several (default: 1)",
+    ),
+    (
+        "--kernelbench-dir",
+        {"dest": "hk_kernelbench_dir", "metavar": "DIR"},
+        None,
+        "KERNELBENCH_DIR",
+        "KernelBench checkout or folder of problems (default: $KERNELBENCH_DIR, else the bundled samples)",
+    ),
+    (
+        "--backend",
+        {"dest": "hk_backend", "choices": BACKEND_NAMES},
+        "string",
+        "HK_BACKEND",
+        "target: auto picks hip on ROCm torch, cuda on CUDA torch with a GPU, else cpu (default: auto)",
+    ),
+    (
+        "--hk-arch",
+        {"dest": "hk_arch", "metavar": "ARCH"},
+        "string",
+        "HK_ARCH",
+        "override the detected arch (sm_90a, gfx942, gfx950)",
+    ),
+    (
+        "--hk-attempts",
+        {"dest": "hk_attempts", "metavar": "N", "type": _positive},
+        "string",
+        None,
+        "attempts per problem, with reflection between them (default: 3)",
+    ),
+    (
+        "--hk-samples",
+        {"dest": "hk_samples", "metavar": "N", "type": _positive},
+        "string",
+        "NUM_SAMPLES",
+        "candidates drawn per attempt (default: $NUM_SAMPLES or 3)",
+    ),
+    (
+        "--hk-results",
+        {"dest": "hk_results", "metavar": "DIR"},
+        "string",
+        None,
+        "results tree (default: results/)",
+    ),
+    (
+        "--hk-redo",
+        {"dest": "hk_redo", "action": "store_true"},
+        None,
+        None,
+        "redo problems already finished in the results tree (default: skip them)",
+    ),
+    (
+        "--llm",
+        {"dest": "hk_llm", "choices": ("openai", "replay")},
+        "string",
+        None,
+        f"openai: the gateway (${KEY_ENV}); replay: recorded responses (default: replay)",
+    ),
+    (
+        "--hk-responses",
+        {"dest": "hk_responses", "metavar": "DIR"},
+        "string",
+        None,
+        "recorded responses for --llm replay (default: the bundled ones)",
+    ),
+    (
+        "--hk-prompts",
+        {"dest": "hk_prompts", "metavar": "DIR"},
+        "string",
+        None,
+        "folder holding config.json and prompt files (default: prompts/)",
+    ),
+    (
+        "--hk-prompt",
+        {"dest": "hk_prompt", "metavar": "FILE"},
+        None,
+        None,
+        "use this prompt file for every problem, overriding config.json",
+    ),
+    (
+        "--hk-model",
+        {"dest": "hk_model", "metavar": "NAME"},
+        "string",
+        "LLM_MODEL",
+        "model name on the gateway (default: gpt-4o)",
+    ),
+    (
+        "--hk-base-url",
+        {"dest": "hk_base_url", "metavar": "URL"},
+        "string",
+        URL_ENV,
+        f"OpenAI-compatible gateway URL (default: ${URL_ENV})",
+    ),
+    (
+        "--hk-profile",
+        {"dest": "hk_profile", "choices": ("slow", "always", "never")},
+        "string",
+        None,
+        "profile the best kernel in teardown: when slower than PyTorch, always or never (default: slow)",
+    ),
+    (
+        "--hk-target-speedup",
+        {"dest": "hk_target_speedup", "metavar": "X", "type": _speedup},
+        "string",
+        None,
+        "stop early once a correct kernel reaches this speedup (default: 1.0)",
+    ),
+    (
+        "--hk-build-timeout",
+        {"dest": "hk_build_timeout", "metavar": "S", "type": _seconds},
+        "string",
+        None,
+        "seconds one candidate may build (default: 900)",
+    ),
+    (
+        "--hk-run-timeout",
+        {"dest": "hk_run_timeout", "metavar": "S", "type": _seconds},
+        "string",
+        None,
+        "seconds one verification or timing step may run (default: 300)",
+    ),
+    (
+        "--hk-build-cache",
+        {"dest": "hk_build_cache", "metavar": "DIR"},
+        "string",
+        "HK_BUILD_CACHE",
+        "content-addressed build cache (default: ~/.cache/pytest-hipkittens/builds)",
+    ),
+    (
+        "--hk-correctness-trials",
+        {"dest": "hk_correctness_trials", "metavar": "N", "type": _positive},
+        "string",
+        None,
+        "random inputs each candidate must match the reference on (default: 5)",
+    ),
+    (
+        "--hk-timing-trials",
+        {"dest": "hk_timing_trials", "metavar": "N", "type": _positive},
+        "string",
+        None,
+        "timed runs of reference and candidate, interleaved (default: 30)",
+    ),
+]
+
+DEFAULTS = Settings(root=Path("."), levels=[1], spans=None)
+
+
+def add_options(parser: pytest.Parser) -> None:
+    group = parser.getgroup("hipkittens", "pytest-hipkittens (LLM kernel benchmark)")
+    for flag, kwargs, ini_type, _env, help_text in OPTIONS:
+        group.addoption(flag, help=help_text, **kwargs)
+        if ini_type:
+            parser.addini(kwargs["dest"], help=help_text, type=ini_type, default=None)
+
+
+def _get(config: pytest.Config, dest: str, conv: Callable[[str], Any] = str) -> Any:
+    """CLI > ini > environment; None when unset. Ini/env values go through ``conv``."""
+    value = config.getoption(dest, None)
+    if value is not None and value is not False:
+        return value
+    env = next((e for f, k, _i, e, _h in OPTIONS if k["dest"] == dest), None)
+    raw = None
+    try:
+        raw = config.getini(dest)
+    except ValueError:
+        raw = None
+    if raw in (None, "") and env:
+        raw = os.environ.get(env) or None
+    if raw in (None, ""):
+        return None
+    try:
+        return conv(str(raw))
+    except (argparse.ArgumentTypeError, ValueError) as exc:
+        raise pytest.UsageError(f"{dest}: {exc}") from None
+
+
+def _or(value: Any, default: Any) -> Any:
+    """``value`` unless unset (None); 0 and 0.0 are real settings."""
+    return default if value is None else value
+
+
+def resolve_settings(config: pytest.Config) -> Settings:
+    """All settings, validated; raises pytest.UsageError with one line on bad input."""
+    d = DEFAULTS
+    try:
+        root = resolve_root(config.getoption("hk_kernelbench_dir", None))
+    except ProblemError as exc:
+        raise pytest.UsageError(str(exc)) from None
+    backend = _or(_get(config, "hk_backend"), d.backend)
+    if backend not in BACKEND_NAMES:
+        raise pytest.UsageError(
+            f"--backend: unknown backend {backend!r}; choose from {', '.join(BACKEND_NAMES)}"
+        )
+    llm = _or(_get(config, "hk_llm"), d.llm)
+    if llm not in ("openai", "replay"):
+        raise pytest.UsageError(f"--llm: unknown client {llm!r}; choose openai or replay")
+    if llm == "openai" and not os.environ.get(KEY_ENV):
+        raise pytest.UsageError(
+            f"--llm openai needs the gateway key in ${KEY_ENV} (or use --llm replay)"
+        )
+    profile = _or(_get(config, "hk_profile"), d.profile)
+    if profile not in ("slow", "always", "never"):
+        raise pytest.UsageError(f"--hk-profile: {profile!r} is not slow, always or never")
+    responses = Path(_get(config, "hk_responses") or DEFAULT_RESPONSES)
+    if llm == "replay" and not responses.is_dir():
+        raise pytest.UsageError(f"--hk-responses: {responses} is not a directory")
+    prompts_dir = _get(config, "hk_prompts")
+    if prompts_dir is None:
+        local = config.rootpath / "prompts"
+        prompts_dir = local if (local / "config.json").is_file() else PACKAGE_PROMPTS
+    prompts_dir = Path(prompts_dir)
+    if not (prompts_dir / "config.json").is_file():
+        raise pytest.UsageError(f"--hk-prompts: no config.json in {prompts_dir}")
+    prompt_file = config.getoption("hk_prompt", None)
+    if prompt_file and not Path(prompt_file).is_file():
+        raise pytest.UsageError(f"--hk-prompt: {prompt_file} not found")
+    results = Path(_get(config, "hk_results") or "results")
+    if not results.is_absolute():
+        results = Path(config.invocation_params.dir) / results
+    return Settings(
+        root=root,
+        levels=config.getoption("hk_levels", None) or [1],
+        spans=config.getoption("hk_range", None),
+        backend=backend,
+        arch=_get(config, "hk_arch"),
+        attempts=_or(_get(config, "hk_attempts", _positive), d.attempts),
+        samples=_or(_get(config, "hk_samples", _positive), d.samples),
+        results=results,
+        llm=llm,
+        responses=responses,
+        prompts_dir=prompts_dir,
+        prompt_file=Path(prompt_file) if prompt_file else None,
+        model=_or(_get(config, "hk_model"), d.model),
+        base_url=_get(config, "hk_base_url"),
+        redo=bool(config.getoption("hk_redo", False)),
+        profile=profile,
+        target_speedup=_or(_get(config, "hk_target_speedup", _speedup), d.target_speedup),
+        build_timeout=_or(_get(config, "hk_build_timeout", _seconds), d.build_timeout),
+        run_timeout=_or(_get(config, "hk_run_timeout", _seconds), d.run_timeout),
+        build_cache=Path(_get(config, "hk_build_cache") or default_build_cache()),
+        correctness_trials=_or(
+            _get(config, "hk_correctness_trials", _positive), d.correctness_trials
+        ),
+        timing_trials=_or(_get(config, "hk_timing_trials", _positive), d.timing_trials),
+    )

@@ -1,0 +1,121 @@
+"""Explain a slow candidate: which kernels ran, how long, and whose they were.
+
+``profile_torch`` runs inside the evaluation worker (torch.profiler; CPU ops on the cpu
+backend, device kernels on GPUs). ``findings`` turns the kernel table into short sentences
+that go into the result, the report and the next reflection prompt — e.g. that a PyTorch
+built-in copy kernel takes 40% of the time, which usually means a dtype cast or a
+``.contiguous()`` the candidate added.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import Any
+
+#: Host-side ops that cost nothing worth reporting (allocation, views, metadata).
+TRIVIAL_OPS = re.compile(
+    r"^aten::(empty|empty_like|empty_strided|zeros_like_meta|view|reshape|as_strided|"
+    r"_reshape_alias|unsqueeze|squeeze|expand|t|transpose|permute|select|slice|detach|"
+    r"alias|resolve_conj|resolve_neg|size|stride|is_nonzero|item|_local_scalar_dense|lift_fresh)$"
+)
+#: Device kernels that PyTorch or a vendor library launched, not the candidate's code.
+BUILTIN_KERNELS = re.compile(
+    r"at::native|at::cuda|void at::|elementwise_kernel|vectorized_elementwise|reduce_kernel|"
+    r"softmax_warp|cunn_|cutlass|cublas|sm\d+_xmma|gemm|gemv|Cijk_|rocblas|hipblaslt|"
+    r"Memcpy|Memset|triton_",
+    re.I,
+)
+FORWARD_LABEL = "hk::ModelNew.forward"
+
+
+def is_builtin(name: str) -> bool:
+    """Whether a kernel/op name belongs to PyTorch or a vendor library."""
+    return name.startswith("aten::") or bool(BUILTIN_KERNELS.search(name))
+
+
+def profile_torch(fn: Callable[[], Any], device: str, runs: int = 5) -> list[dict[str, Any]]:
+    """Kernel table of ``fn`` (already warmed up by the caller or by one run here)."""
+    import torch
+    from torch.profiler import ProfilerActivity, profile, record_function
+
+    fn()  # warm-up outside the trace
+    activities = [ProfilerActivity.CPU]
+    if device != "cpu":
+        activities.append(ProfilerActivity.CUDA)
+    with profile(activities=activities) as prof:
+        for _ in range(runs):
+            with record_function(FORWARD_LABEL):
+                fn()
+            if device != "cpu":
+                torch.cuda.synchronize()
+    rows: list[dict[str, Any]] = []
+    events = prof.key_averages()
+    if device == "cpu":
+        total_us = sum(e.cpu_time_total for e in events if e.key == FORWARD_LABEL)
+        own_us = sum(e.self_cpu_time_total for e in events if e.key == FORWARD_LABEL)
+        if own_us > 0:
+            rows.append({"name": "candidate code (compiled extension + Python)", "us": own_us})
+        for e in events:
+            if e.key == FORWARD_LABEL or TRIVIAL_OPS.match(e.key) or e.self_cpu_time_total <= 0:
+                continue
+            rows.append({"name": e.key, "us": e.self_cpu_time_total, "calls": e.count})
+    else:
+        for e in events:
+            dev_us = getattr(e, "self_device_time_total", None)
+            if dev_us is None:
+                dev_us = getattr(e, "self_cuda_time_total", 0)
+            if dev_us > 0 and e.key != FORWARD_LABEL:
+                rows.append({"name": e.key, "us": dev_us, "calls": e.count})
+        total_us = sum(r["us"] for r in rows)
+    return kernel_table(rows, total_us, runs)
+
+
+def kernel_table(rows: list[dict[str, Any]], total_us: float, runs: int) -> list[dict[str, Any]]:
+    """Per-run milliseconds, share of the total and builtin flag, largest first."""
+    total = total_us or sum(r["us"] for r in rows) or 1.0
+    table = [
+        {
+            "name": r["name"],
+            "ms": r["us"] / 1e3 / max(1, runs),
+            "share": r["us"] / total,
+            "calls": int(r.get("calls", runs)) // max(1, runs) or 1,
+            "builtin": is_builtin(r["name"]) and not r["name"].startswith("candidate code"),
+        }
+        for r in rows
+    ]
+    table.sort(key=lambda k: k["ms"], reverse=True)
+    return table
+
+
+def findings(kernels: list[dict[str, Any]], speedup: float | None = None) -> list[str]:
+    """Short, actionable sentences about a kernel table."""
+    out: list[str] = []
+    if speedup is not None and speedup < 1:
+        out.append(f"The candidate is {1 / speedup:.2f}x slower than the PyTorch reference.")
+    if not kernels:
+        out.append("The profiler recorded no kernels for the candidate's forward pass.")
+        return out
+    builtin = [k for k in kernels if k["builtin"]]
+    builtin_share = sum(k["share"] for k in builtin)
+    for k in builtin[:3]:
+        if k["share"] >= 0.1:
+            out.append(
+                f"PyTorch/vendor built-in `{k['name']}` takes {k['share']:.0%} of the forward "
+                f"({k['ms']:.3f} ms, {k['calls']} call(s) per run): work your kernel left to "
+                "PyTorch, e.g. a dtype cast, a copy/.contiguous(), or an op you called."
+            )
+    own = [k for k in kernels if not k["builtin"]]
+    if own and builtin_share < 0.5:
+        top = own[0]
+        out.append(
+            f"Your own code `{top['name']}` takes {top['share']:.0%} of the forward "
+            f"({top['ms']:.3f} ms per run): the kernel itself is the bottleneck — improve its "
+            "memory access pattern, vectorization and parallelism."
+        )
+    if builtin and builtin_share >= 0.5:
+        out.append(
+            f"Built-in kernels take {builtin_share:.0%} of the time in total: most of the work "
+            "does not run in your kernel."
+        )
+    return out

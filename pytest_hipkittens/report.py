@@ -1,0 +1,195 @@
+"""Reports: summary.json, detailed_report.txt/.json, terminal table, pytest-html hooks.
+
+Only plain data goes in: per-problem records (``Outcome.summary()`` dicts, which reach the
+xdist controller on the test report) or the results tree read back from disk. Summary
+numbers follow KernelBench: ``fast_p`` is the fraction of *all* problems that are correct
+and faster than p× the reference; the geometric-mean speedup is over correct kernels.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import math
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from .evaluate.runner import STATUSES
+from .results import ResultsTree, write_atomic, write_json
+
+FAST_P = (0.0, 1.0, 1.5, 2.0)
+
+
+def summarize(records: list[dict[str, Any]]) -> dict[str, Any]:
+    """Counts per status, solved rate, fast_p, geomean speedup, totals."""
+    n = len(records)
+    counts = Counter(r.get("status") or "unknown" for r in records)
+    correct = [r for r in records if r.get("status") == "correct"]
+    speedups = [float(r["speedup"]) for r in correct if r.get("speedup")]
+    geomean = math.exp(sum(math.log(s) for s in speedups) / len(speedups)) if speedups else None
+
+    def total(key: str) -> float:
+        return sum(float(r.get(key) or 0) for r in records)
+
+    return {
+        "problems": n,
+        "counts": {s: counts.get(s, 0) for s in STATUSES}
+        | {k: v for k, v in counts.items() if k not in STATUSES},
+        "solved": len(correct),
+        "solved_rate": len(correct) / n if n else 0.0,
+        "fast_p": {
+            f"fast_{p:g}": (
+                sum(1 for r in correct if (r.get("speedup") or 0) > p) / n if n else 0.0
+            )
+            for p in FAST_P
+        },
+        "geomean_speedup_correct": geomean,
+        "totals": {
+            "tokens": int(total("tokens")),
+            "cost_usd": round(total("cost_usd"), 6),
+            "candidates": int(total("candidates")),
+        },
+    }
+
+
+def record_from_best(best: dict[str, Any]) -> dict[str, Any]:
+    """A per-problem record (same keys as ``Outcome.summary()``) from best_result.json."""
+    t = best.get("timing") or {}
+    totals = best.get("totals") or {}
+    return {
+        "problem": best.get("problem"),
+        "status": best.get("status"),
+        "category": best.get("category"),
+        "message": best.get("message"),
+        "speedup": t.get("speedup"),
+        "ref_ms": t.get("ref_ms"),
+        "new_ms": t.get("new_ms"),
+        "attempts_used": best.get("attempts_used"),
+        "solved_at_attempt": best.get("solved_at_attempt"),
+        "candidates": best.get("candidates"),
+        "tokens": totals.get("tokens"),
+        "cost_usd": totals.get("cost_usd"),
+        "backend": best.get("backend"),
+        "hardware": best.get("hardware"),
+    }
+
+
+def records_from_tree(root: Path) -> list[dict[str, Any]]:
+    """Records of every finished problem in a results tree."""
+    records = []
+    for store in ResultsTree(root).problems():
+        best = store.best()
+        if isinstance(best, dict):
+            rec = record_from_best(best)
+            rec["problem"] = rec["problem"] or store.key
+            records.append(rec)
+    return records
+
+
+def _fmt(value: Any, spec: str) -> str:
+    return format(value, spec) if isinstance(value, (int, float)) else "-"
+
+
+def table_lines(records: list[dict[str, Any]]) -> list[str]:
+    """A fixed-width table of problems (terminal summary and detailed_report.txt)."""
+    width = max([len(r.get("problem") or "") for r in records] + [7])
+    head = f"{'problem':<{width}}  {'status':<13} {'category':<14} {'speedup':>8} {'ref ms':>9} {'new ms':>9} {'att':>3}"
+    lines = [head, "-" * len(head)]
+    for r in sorted(records, key=lambda r: r.get("problem") or ""):
+        lines.append(
+            f"{r.get('problem') or '?':<{width}}  {r.get('status') or '?':<13} "
+            f"{r.get('category') or '?':<14} {_fmt(r.get('speedup'), '8.2f'):>8} "
+            f"{_fmt(r.get('ref_ms'), '9.4f'):>9} {_fmt(r.get('new_ms'), '9.4f'):>9} "
+            f"{_fmt(r.get('attempts_used'), 'd'):>3}"
+        )
+    return lines
+
+
+def write_reports(root: Path, records: list[dict[str, Any]]) -> dict[str, Any]:
+    """Write summary.json, detailed_report.txt and detailed_report.json at ``root``."""
+    summary = summarize(records)
+    write_json(root / "summary.json", summary)
+    detailed = []
+    tree = ResultsTree(root)
+    for r in sorted(records, key=lambda r: r.get("problem") or ""):
+        attempts = tree.problem(r["problem"]).candidates() if r.get("problem") else []
+        detailed.append(
+            r
+            | {
+                "candidates_detail": [
+                    {
+                        k: c.get(k)
+                        for k in ("index", "attempt", "sample", "status", "category", "message")
+                    }
+                    | {"speedup": (c.get("timing") or {}).get("speedup")}
+                    for c in attempts
+                ]
+            }
+        )
+    write_json(root / "detailed_report.json", {"summary": summary, "problems": detailed})
+    fp = summary["fast_p"]
+    gm = summary["geomean_speedup_correct"]
+    text = [
+        f"pytest-hipkittens report: {summary['problems']} problem(s), "
+        f"{summary['solved']} correct ({summary['solved_rate']:.0%})",
+        "fast_p: " + "  ".join(f"{k}={v:.2f}" for k, v in fp.items()),
+        f"geomean speedup (correct): {gm:.3f}" if gm else "geomean speedup (correct): -",
+        "",
+        *table_lines(records),
+        "",
+    ]
+    write_atomic(root / "detailed_report.txt", "\n".join(text))
+    return summary
+
+
+# -- pytest-html -------------------------------------------------------------------------
+
+
+class HtmlHooks:
+    """pytest-html columns; registered only when pytest-html is active (controller side)."""
+
+    COLUMNS = (
+        ("hkstatus", "Status", lambda r: r.get("category") or r.get("status")),
+        ("hkspeedup", "Speedup", lambda r: _fmt(r.get("speedup"), ".2f")),
+        ("hkrefms", "Ref ms", lambda r: _fmt(r.get("ref_ms"), ".4f")),
+        ("hknewms", "New ms", lambda r: _fmt(r.get("new_ms"), ".4f")),
+        ("hkattempts", "Attempts", lambda r: _fmt(r.get("attempts_used"), "d")),
+    )
+
+    def pytest_html_results_table_header(self, cells: list[str]) -> None:
+        """Add the benchmark's columns after the test id."""
+        for i, (key, title, _) in enumerate(self.COLUMNS):
+            cells.insert(2 + i, f'<th class="sortable" data-column-type="{key}">{title}</th>')
+
+    def pytest_html_results_table_row(self, report: Any, cells: list[str]) -> None:
+        """Fill the columns from the per-item record carried on the report."""
+        rec = getattr(report, "hk", None) or {}
+        for i, (key, _, get) in enumerate(self.COLUMNS):
+            value = get(rec) if rec else ""
+            cells.insert(2 + i, f'<td class="col-{key}">{html.escape(str(value or ""))}</td>')
+
+
+def html_extras(
+    rec: dict[str, Any], code: str | None, best: dict[str, Any]
+) -> list[dict[str, Any]]:
+    """pytest-html extras for one item: best code, result JSON, profile findings."""
+    try:
+        from pytest_html import extras
+    except ImportError:
+        return []
+    out = []
+    if code:
+        out.append(extras.text(code, name="best code"))
+    slim = {k: v for k, v in best.items() if k != "log"}
+    out.append(extras.json(slim, name="best result"))
+    findings = ((best.get("profile") or {}).get("findings")) or []
+    if findings:
+        out.append(extras.text("\n".join(findings), name="profile findings"))
+    if best.get("log"):
+        out.append(extras.text(best["log"], name="log"))
+    return out
+
+
+def dumps(obj: Any) -> str:
+    return json.dumps(obj, indent=2, default=str)

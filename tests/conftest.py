@@ -1,0 +1,112 @@
+"""Shared fixtures for the project's own tests.
+
+Real C++ builds are the expensive part (~30 s each on two cores), so every test that builds
+shares one build cache for the whole session (``HK_BUILD_CACHE``); the end-to-end tests
+are arranged so each distinct candidate is compiled once.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import textwrap
+from pathlib import Path
+
+import pytest
+
+pytest_plugins = ["pytester"]
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session")
+def build_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One build cache for the session (or $HK_TEST_BUILD_CACHE to keep it across runs)."""
+    keep = os.environ.get("HK_TEST_BUILD_CACHE")
+    if keep:
+        Path(keep).mkdir(parents=True, exist_ok=True)
+        return Path(keep)
+    return tmp_path_factory.mktemp("build-cache")
+
+
+@pytest.fixture
+def hk_env(monkeypatch: pytest.MonkeyPatch, build_cache: Path) -> Path:
+    """A clean environment for plugin runs: no gateway key, no KernelBench dir, shared cache."""
+    for var in (
+        "LLM_GATEWAY_KEY",
+        "LLM_GATEWAY_URL",
+        "KERNELBENCH_DIR",
+        "NUM_SAMPLES",
+        "HK_BACKEND",
+    ):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("HK_BUILD_CACHE", str(build_cache))
+    return build_cache
+
+
+def write_problem(folder: Path, name: str, body: str) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / name
+    path.write_text(textwrap.dedent(body).lstrip(), encoding="utf-8")
+    return path
+
+
+SCALE_PROBLEM = """
+    import torch
+    import torch.nn as nn
+
+
+    class Model(nn.Module):
+        def __init__(self, factor):
+            super().__init__()
+            self.factor = factor
+
+        def forward(self, x):
+            return x * self.factor
+
+
+    def get_inputs():
+        return [torch.randn(64, 32)]
+
+
+    def get_init_inputs():
+        return [3.0]
+"""
+
+
+def python_candidate(expr: str, extra: str = "") -> str:
+    """A pure-Python candidate (no C++ build: fast) computing ``expr`` from ``x``.
+
+    ``extra`` is module-level code run at import, where a C++ candidate would build.
+    """
+    return (
+        "import torch\n"
+        "import torch.nn as nn\n"
+        f"{extra}\n\n\n"
+        "class ModelNew(nn.Module):\n"
+        "    def __init__(self, factor):\n"
+        "        super().__init__()\n"
+        "        self.factor = factor\n\n"
+        "    def forward(self, x):\n"
+        f"        return {expr}\n"
+    )
+
+
+def fenced(code: str, prose: str = "Here is the kernel.") -> str:
+    return f"{prose}\n\n```python\n{code}```\n"
+
+
+@pytest.fixture
+def toy_kb(tmp_path: Path) -> Path:
+    """A flat problem folder with one cheap problem, and a responses folder beside it."""
+    root = tmp_path / "kb"
+    write_problem(root, "1_Scale.py", SCALE_PROBLEM)
+    return root
+
+
+@pytest.fixture
+def repo_prompts(tmp_path: Path) -> Path:
+    """A copy of the repository's prompts folder that a test may edit."""
+    dest = tmp_path / "prompts"
+    shutil.copytree(REPO / "prompts", dest)
+    return dest

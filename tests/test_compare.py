@@ -1,0 +1,48 @@
+from __future__ import annotations
+
+import torch
+
+from pytest_hipkittens.evaluate.compare import TOLERANCES, compare_outputs
+
+
+def test_tolerances_follow_kernelbench() -> None:
+    assert TOLERANCES == {"fp32": 1e-4, "fp16": 1e-2, "bf16": 1e-2}
+
+
+def test_equal_and_within_tolerance() -> None:
+    ref = torch.randn(8, 8)
+    assert compare_outputs(ref, ref.clone(), 1e-4, 1e-4).ok
+    assert compare_outputs(ref, ref + 5e-5, 1e-4, 1e-4).ok
+
+
+def test_shape_dtype_and_values() -> None:
+    ref = torch.ones(4, 4)
+    assert "shape mismatch" in compare_outputs(ref, torch.ones(16), 1e-4, 1e-4).message
+    assert (
+        "dtype mismatch"
+        in compare_outputs(ref, torch.ones(4, 4, dtype=torch.float16), 1e-4, 1e-4).message
+    )
+    bad = ref.clone()
+    bad[0, 0] = 2
+    cmp = compare_outputs(ref, bad, 1e-4, 1e-4)
+    assert not cmp.ok and "1 of 16 values" in cmp.message and cmp.max_abs_err == 1.0
+
+
+def test_nan_and_inf_must_match_places() -> None:
+    ref = torch.tensor([1.0, float("nan"), float("inf")])
+    assert compare_outputs(ref, ref.clone(), 1e-4, 1e-4).ok
+    assert "NaN" in compare_outputs(ref, torch.tensor([1.0, 0.0, float("inf")]), 1e-4, 1e-4).message
+    assert (
+        "Inf"
+        in compare_outputs(
+            ref, torch.tensor([1.0, float("nan"), -float("inf")]), 1e-4, 1e-4
+        ).message
+    )
+
+
+def test_tuples_and_non_tensors() -> None:
+    ref = (torch.ones(2), torch.zeros(2))
+    assert compare_outputs(ref, [torch.ones(2), torch.zeros(2)], 1e-4, 1e-4).ok
+    cmp = compare_outputs(ref, (torch.ones(2),), 1e-4, 1e-4)
+    assert "expected 2 output(s), got 1" in cmp.message
+    assert "expected a tensor" in compare_outputs(torch.ones(2), object(), 1e-4, 1e-4).message

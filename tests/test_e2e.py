@@ -1,0 +1,272 @@
+"""End to end on the cpu backend: real C++ builds of the bundled replay samples.
+
+The expensive module of the suite: it compiles three torch extensions (ReLU; Softmax's
+broken first attempt and its fix) once, into the session's build cache, and the CLI tests
+below reuse those builds.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from pytest_hipkittens.problems import SAMPLES_DIR
+
+from .conftest import REPO
+
+SAMPLE = SAMPLES_DIR / "level1"
+
+
+def run(
+    args: list[str], cwd: Path, env: dict[str, str], timeout: float = 1200
+) -> subprocess.CompletedProcess:
+    return subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture(scope="module")
+def env(build_cache: Path) -> dict[str, str]:
+    e = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("LLM_GATEWAY_KEY", "KERNELBENCH_DIR", "NUM_SAMPLES")
+    }
+    e["HK_BUILD_CACHE"] = str(build_cache)
+    return e
+
+
+@pytest.fixture(scope="module")
+def main_job(
+    tmp_path_factory: pytest.TempPathFactory, env: dict[str, str]
+) -> tuple[subprocess.CompletedProcess, Path]:
+    """The README's main job on two samples: replay, cpu backend, HTML report."""
+    out = tmp_path_factory.mktemp("main-job")
+    proc = run(
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            str(REPO / "kernelbench_tests"),
+            "--range",
+            "1,3",
+            "--backend",
+            "cpu",
+            "--hk-samples",
+            "2",
+            "--hk-results",
+            str(out / "results"),
+            "--html",
+            str(out / "report.html"),
+            "--self-contained-html",
+            "-p",
+            "no:cacheprovider",
+        ],
+        cwd=REPO,
+        env=env,
+    )
+    return proc, out
+
+
+def test_main_job_passes_and_writes_everything(main_job) -> None:
+    proc, out = main_job
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
+    assert "2 passed" in proc.stdout
+    results = out / "results"
+    summary = json.loads((results / "summary.json").read_text())
+    assert summary["problems"] == 2 and summary["solved"] == 2
+    for name in ("detailed_report.txt", "detailed_report.json"):
+        assert (results / name).is_file()
+    html = (out / "report.html").read_text()
+    assert "level1/1_ReLU" in html and "Speedup" in html
+
+
+def test_relu_is_correct_on_the_first_attempt(main_job) -> None:
+    _, out = main_job
+    relu = out / "results" / "level1" / "1_ReLU"
+    first = json.loads((relu / "result_1.json").read_text())
+    assert (first["status"], first["attempt"]) == ("correct", 1)
+    assert first["correctness"]["passed"] == first["correctness"]["trials"] == 5
+    assert first["timing"]["ref_ms"] > 0 and first["timing"]["new_ms"] > 0
+    # Two samples of the same recorded answer: evaluated once, recorded twice.
+    second = json.loads((relu / "result_2.json").read_text())
+    assert second["sample"] == 2 and second["code_sha256"] == first["code_sha256"]
+    best = json.loads((relu / "best_result.json").read_text())
+    assert best["status"] == "correct" and (relu / "best_code.py").is_file()
+    if best["timing"]["speedup"] < 1:
+        assert best["profile"]["kernels"], "a slow best kernel is profiled in teardown"
+
+
+def test_softmax_compile_error_then_fixed(main_job) -> None:
+    _, out = main_job
+    soft = out / "results" / "level1" / "3_Softmax_rows"
+    first = json.loads((soft / "result_1.json").read_text())
+    assert (first["status"], first["attempt"]) == ("compile_error", 1)
+    assert "error:" in first["message"] and "max" in first["message"]
+    fixed = [json.loads(p.read_text()) for p in sorted(soft.glob("result_*.json"))]
+    assert any(r["status"] == "correct" and r["attempt"] == 2 for r in fixed)
+    prompt = next(
+        p for p in sorted(soft.glob("prompt_*.txt")) if "Feedback on attempt 1" in p.read_text()
+    )
+    text = prompt.read_text()
+    assert first["message"] in text and "Hint: Read the first compiler error" in text
+
+
+def hk(tool: str, *args: str, env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess:
+    return run(
+        [sys.executable, "-m", f"pytest_hipkittens.cli.{tool}", *args],
+        cwd=cwd,
+        env=env,
+        timeout=600,
+    )
+
+
+def test_hk_eval_exit_codes(main_job, env: dict[str, str], tmp_path: Path) -> None:
+    _, out = main_job
+    best = out / "results" / "level1" / "1_ReLU" / "best_code.py"
+    proc = hk(
+        "eval",
+        "--code",
+        str(best),
+        "--problem",
+        str(SAMPLE / "1_ReLU.py"),
+        "--backend",
+        "cpu",
+        "--output",
+        str(tmp_path / "r.json"),
+        env=env,
+        cwd=tmp_path,
+    )
+    result = json.loads(proc.stdout)
+    assert result["status"] == "correct"
+    assert proc.returncode == (0 if result["timing"]["speedup"] >= 1 else 1)
+    assert json.loads((tmp_path / "r.json").read_text())["code_sha256"] == result["code_sha256"]
+
+    broken = tmp_path / "broken.py"
+    broken.write_text(
+        best.read_text().replace(
+            'extra_cflags=["-O3", "-fopenmp"]', 'extra_cflags=["-fno-such-flag-hk"]'
+        )
+    )
+    proc = hk(
+        "eval",
+        "--code",
+        str(broken),
+        "--problem",
+        str(SAMPLE / "1_ReLU.py"),
+        "--backend",
+        "cpu",
+        env=env,
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 2
+    assert json.loads(proc.stdout)["status"] == "compile_error"
+
+
+def test_hk_eval_bad_input(env: dict[str, str], tmp_path: Path) -> None:
+    no_model = tmp_path / "nomodel.py"
+    no_model.write_text("import torch\n")
+    proc = hk(
+        "eval",
+        "--code",
+        str(no_model),
+        "--problem",
+        str(SAMPLE / "1_ReLU.py"),
+        "--backend",
+        "cpu",
+        env=env,
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 2
+    assert "candidate defines no class ModelNew" in proc.stderr
+    assert json.loads(proc.stdout)["status"] == "rejected"
+    proc = hk(
+        "eval",
+        "--code",
+        str(no_model),
+        "--problem",
+        str(tmp_path / "none.py"),
+        env=env,
+        cwd=tmp_path,
+    )
+    assert (
+        proc.returncode == 2
+        and proc.stderr.strip() == f"error: problem file not found: {tmp_path / 'none.py'}"
+    )
+    proc = hk(
+        "eval",
+        "--code",
+        str(no_model),
+        "--problem",
+        str(SAMPLE / "1_ReLU.py"),
+        "--backend",
+        "hip",
+        env=env,
+        cwd=tmp_path,
+    )
+    assert (
+        proc.returncode == 2
+        and proc.stderr.startswith("error: --backend hip:")
+        and proc.stderr.count("\n") == 1
+    )
+    proc = hk(
+        "eval",
+        "--code",
+        str(no_model),
+        "--problem",
+        str(SAMPLE / "1_ReLU.py"),
+        "--backend",
+        "tpu",
+        env=env,
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 2 and "unknown backend 'tpu'" in proc.stderr
+
+
+def test_hk_generate_replays_a_response(env: dict[str, str], tmp_path: Path) -> None:
+    response = SAMPLES_DIR / "responses" / "cpu" / "level1" / "1_ReLU" / "1.md"
+    proc = hk(
+        "generate",
+        "--problem",
+        str(SAMPLE / "1_ReLU.py"),
+        "--output",
+        str(tmp_path / "c.py"),
+        "--response-file",
+        str(response),
+        "--save-prompt",
+        str(tmp_path / "p.txt"),
+        env=env,
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "class ModelNew" in (tmp_path / "c.py").read_text()
+    assert "level1/1_ReLU" in (tmp_path / "p.txt").read_text()
+    empty = tmp_path / "empty.md"
+    empty.write_text("no code here")
+    proc = hk(
+        "generate",
+        "--problem",
+        str(SAMPLE / "1_ReLU.py"),
+        "--output",
+        str(tmp_path / "d.py"),
+        "--response-file",
+        str(empty),
+        env=env,
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 2 and "no code in the response" in proc.stderr
+
+
+def test_hk_report_rebuilds_from_the_tree(main_job, env: dict[str, str], tmp_path: Path) -> None:
+    _, out = main_job
+    results = out / "results"
+    original = json.loads((results / "summary.json").read_text())
+    (results / "summary.json").unlink()
+    proc = hk("report", str(results), env=env, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads((results / "summary.json").read_text()) == original
+    proc = hk("report", str(tmp_path / "nothing"), env=env, cwd=tmp_path)
+    assert proc.returncode == 2 and "is not a directory" in proc.stderr

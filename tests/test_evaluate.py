@@ -1,0 +1,153 @@
+"""The evaluator on pure-Python candidates (no C++ build), so every path runs in seconds."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from pytest_hipkittens.backends import get_backend
+from pytest_hipkittens.evaluate import EvalConfig, Evaluator, ReferenceFailed
+from pytest_hipkittens.evaluate.runner import first_error, trim_log
+from pytest_hipkittens.evaluate.sandbox import scrub_env
+from pytest_hipkittens.problems import load_problem_file
+
+from .conftest import SCALE_PROBLEM, python_candidate, write_problem
+
+
+@pytest.fixture
+def evaluator(tmp_path: Path):
+    cfg = EvalConfig(
+        backend=get_backend("cpu"),
+        build_cache=tmp_path / "cache",
+        correctness_trials=3,
+        timing_trials=5,
+        timing_budget_s=1.0,
+        build_timeout=20,
+        run_timeout=20,
+    )
+    ev = Evaluator(cfg, tmp_path / "work")
+    yield ev
+    ev.close()
+
+
+@pytest.fixture
+def scale(tmp_path: Path):
+    return load_problem_file(write_problem(tmp_path / "kb", "1_Scale.py", SCALE_PROBLEM))
+
+
+def test_correct_candidate_is_timed(evaluator: Evaluator, scale) -> None:
+    result = evaluator.evaluate(scale, python_candidate("x * self.factor"))
+    assert result["status"] == "correct", result
+    assert result["correctness"]["passed"] == 3 and result["correctness"]["atol"] == 1e-4
+    t = result["timing"]
+    assert t["trials"] >= 5 and t["ref_ms"] > 0 and t["new_ms"] > 0
+    assert t["speedup"] == pytest.approx(t["ref_ms"] / t["new_ms"])
+    assert t["method"] == "cpu_perf_counter"
+    assert result["category"] in ("correct", "slower")
+    assert result["hardware"]["torch"] and result["backend"] == "cpu"
+    assert len(result["code_sha256"]) == 64
+
+
+def test_incorrect_candidate(evaluator: Evaluator, scale) -> None:
+    result = evaluator.evaluate(scale, python_candidate("x * 2.0"))
+    assert result["status"] == "incorrect"
+    assert result["message"].startswith("trial 1:") and "outside atol" in result["message"]
+    assert result["correctness"]["max_abs_err"] > 0 and result["timing"] is None
+
+
+def test_candidate_without_model_new_is_rejected_without_a_worker(
+    evaluator: Evaluator, scale
+) -> None:
+    result = evaluator.evaluate(scale, "import torch\nclass Model(torch.nn.Module):\n    pass\n")
+    assert (result["status"], result["category"]) == ("rejected", "no_model_new")
+
+
+def test_syntax_error_is_a_compile_error(evaluator: Evaluator, scale) -> None:
+    result = evaluator.evaluate(scale, "class ModelNew(:\n")
+    assert result["status"] == "compile_error" and "syntax error" in result["message"]
+
+
+@pytest.mark.parametrize(
+    ("extra", "status", "needle"),
+    [
+        ("raise ValueError('boom at import')", "runtime_error", "boom at import"),
+        ("import os; os._exit(3)", "runtime_error", "exited with code 3"),
+        ("import ctypes; ctypes.string_at(0)", "runtime_error", "SIGSEGV"),
+        ("import sys; sys.exit(0)", "runtime_error", "SystemExit"),
+        ("import time; time.sleep(60)", "timeout", "within"),
+    ],
+)
+def test_misbehaving_candidates_cost_only_themselves(
+    evaluator: Evaluator, scale, extra, status, needle
+) -> None:
+    evaluator.cfg.build_timeout = 5
+    result = evaluator.evaluate(scale, python_candidate("x * self.factor", extra))
+    assert result["status"] == status, result
+    assert needle in result["message"], result["message"]
+
+
+def test_crash_during_forward(evaluator: Evaluator, scale) -> None:
+    code = python_candidate("__import__('os')._exit(7)")
+    result = evaluator.evaluate(scale, code)
+    assert result["status"] == "runtime_error" and "code 7" in result["message"]
+
+
+def test_hang_during_forward_times_out(evaluator: Evaluator, scale) -> None:
+    evaluator.cfg.run_timeout = 3
+    result = evaluator.evaluate(scale, python_candidate("__import__('time').sleep(60)"))
+    assert result["status"] == "timeout"
+
+
+def test_exception_in_forward(evaluator: Evaluator, scale) -> None:
+    result = evaluator.evaluate(scale, python_candidate("x.view(7, -1, 3)"))
+    assert result["status"] == "runtime_error" and "RuntimeError" in result["message"]
+
+
+def test_evaluate_many_keeps_order(evaluator: Evaluator, scale) -> None:
+    codes = [python_candidate("x * 2.0"), python_candidate("x * self.factor"), "nothing"]
+    statuses = [r["status"] for r in evaluator.evaluate_many(scale, codes)]
+    assert statuses == ["incorrect", "correct", "rejected"]
+
+
+def test_secrets_never_reach_the_candidate(evaluator: Evaluator, scale, monkeypatch) -> None:
+    monkeypatch.setenv("LLM_GATEWAY_KEY", "sk-test-secret")
+    monkeypatch.setenv("MY_SERVICE_TOKEN", "tok")
+    leak = "import os\nassert 'LLM_GATEWAY_KEY' not in os.environ and 'MY_SERVICE_TOKEN' not in os.environ, 'leak'"
+    result = evaluator.evaluate(scale, python_candidate("x * self.factor", leak))
+    assert result["status"] == "correct", result["message"]
+
+
+def test_scrub_env_patterns() -> None:
+    env = {
+        "LLM_GATEWAY_KEY": "1",
+        "AWS_SECRET_ACCESS_KEY": "2",
+        "GH_TOKEN": "3",
+        "PATH": "/bin",
+        "HOME": "/root",
+        "db_password": "x",
+    }
+    assert scrub_env(env) == {"PATH": "/bin", "HOME": "/root"}
+
+
+def test_broken_reference_is_not_the_candidates_fault(evaluator: Evaluator, tmp_path: Path) -> None:
+    broken = SCALE_PROBLEM.replace(
+        "return x * self.factor", "raise RuntimeError('reference broke')"
+    )
+    problem = load_problem_file(write_problem(tmp_path / "kb2", "2_Broken.py", broken))
+    with pytest.raises(ReferenceFailed, match="reference broke"):
+        evaluator.reference(problem)
+
+
+def test_reference_outputs_are_computed_once(evaluator: Evaluator, scale) -> None:
+    first = evaluator.reference(scale)
+    assert evaluator.reference(scale) is first
+    assert len(os.listdir(first[0])) == 3
+
+
+def test_log_helpers() -> None:
+    log = "c++ -c main.cpp\nFAILED: main.o\n/tmp/x/ext/main.cpp:24:65: error: no matching function\nmore"
+    assert first_error(log) == "main.cpp:24:65: error: no matching function"
+    assert trim_log(log).startswith("c++ -c main.cpp")
+    assert trim_log("x" * 10000, 100).startswith("…")
