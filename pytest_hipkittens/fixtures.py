@@ -14,7 +14,7 @@ from collections.abc import Iterator
 import pytest
 
 from .evaluate import ReferenceFailed
-from .generation import GenerationError, Outcome, load_outcome, profile_best, solve
+from .generation import GenerationError, Outcome, load_outcome, profile_best, solve, verify_best
 from .problems import Problem
 from .session import HKSession
 
@@ -68,3 +68,4 @@ def hk_solution(
     yield outcome
     # Teardown: explain a slow kernel (the profile lands in best_result.json and the report).
     profile_best(hk_session, kb_problem, outcome)
+    verify_best(hk_session, kb_problem, outcome)

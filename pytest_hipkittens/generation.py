@@ -268,6 +268,26 @@ def profile_best(session: HKSession, problem: Problem, outcome: Outcome) -> bool
     return True
 
 
+def verify_best(session: HKSession, problem: Problem, outcome: Outcome) -> bool:
+    """``--hk-verify-timing``: time the best kernel under ncu and record the ratio."""
+    timing = outcome.best.get("timing") or {}
+    if not (session.settings.verify_timing and outcome.correct and outcome.best_code):
+        return False
+    if "ncu_ms" in timing:
+        return False
+    check = session.evaluator.verify_timing(problem, outcome.best_code)
+    if check is None:
+        timing["ncu"] = "unavailable"
+    elif not check.get("ok"):
+        timing["ncu"] = f"failed: {check.get('message', '')}"
+    else:
+        timing["ncu_ms"] = check["ncu_ms"]
+        timing["ncu_launches_per_run"] = check["launches_per_run"]
+        timing["events_over_ncu"] = timing["new_ms"] / check["ncu_ms"] if check["ncu_ms"] else None
+    session.tree.problem(outcome.problem).write_best(None, None, outcome.best)
+    return True
+
+
 def _brief(result: dict[str, Any]) -> dict[str, Any]:
     t = result.get("timing") or {}
     return {

@@ -306,6 +306,7 @@ def resolve_settings(config: pytest.Config) -> Settings:
         model=_or(_get(config, "hk_model"), d.model),
         base_url=_get(config, "hk_base_url"),
         redo=bool(config.getoption("hk_redo", False)),
+        verify_timing=bool(config.getoption("hk_verify_timing", False)),
         profile=profile,
         target_speedup=_or(_get(config, "hk_target_speedup", _speedup), d.target_speedup),
         build_timeout=_or(_get(config, "hk_build_timeout", _seconds), d.build_timeout),

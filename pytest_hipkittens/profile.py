@@ -119,3 +119,53 @@ def findings(kernels: list[dict[str, Any]], speedup: float | None = None) -> lis
             "does not run in your kernel."
         )
     return out
+
+
+# -- external profilers (cross-checks and vendor traces) ---------------------------------
+
+
+def ncu_command(probe: list[str]) -> list[str]:
+    """Nsight Compute timing only the probe's capture range, one metric, base units."""
+    return [
+        "ncu",
+        "--profile-from-start",
+        "off",
+        "--metrics",
+        "gpu__time_duration.sum",
+        "--print-units",
+        "base",
+        "--csv",
+        "--target-processes",
+        "all",
+        *probe,
+    ]
+
+
+def parse_ncu_csv(text: str) -> list[dict[str, Any]]:
+    """Per-launch kernel durations (ns) from ``ncu --csv`` output (preamble lines skipped)."""
+    import csv
+
+    lines = text.splitlines()
+    start = next((i for i, line in enumerate(lines) if line.startswith('"ID"')), None)
+    if start is None:
+        return []
+    launches = []
+    for row in csv.DictReader(lines[start:]):
+        if row.get("Metric Name") != "gpu__time_duration.sum":
+            continue
+        value = (row.get("Metric Value") or "").replace(",", "")
+        unit = (row.get("Metric Unit") or "ns").strip().lower()
+        scale = {
+            "ns": 1.0,
+            "nsecond": 1.0,
+            "us": 1e3,
+            "usecond": 1e3,
+            "ms": 1e6,
+            "msecond": 1e6,
+        }.get(unit, 1.0)
+        try:
+            ns = float(value) * scale
+        except ValueError:
+            continue
+        launches.append({"name": row.get("Kernel Name", "?"), "ns": ns})
+    return launches

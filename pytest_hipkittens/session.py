@@ -52,6 +52,7 @@ class Settings:
     max_tokens: int = 8192
     llm_timeout: float = 600.0
     redo: bool = False
+    verify_timing: bool = False
     profile: str = "slow"
     target_speedup: float = 1.0
     precision: str = "fp32"

@@ -19,6 +19,7 @@ import os
 import platform
 import shutil
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -199,6 +200,7 @@ class Evaluator:
         self._refs: dict[str, tuple[Path, list[int]]] = {}
         self._ref_lock = threading.Lock()
         self._hardware: dict[str, Any] | None = None
+        self._work_cache: dict[str, dict[str, Any]] = {}
 
     # -- environment -----------------------------------------------------------------
     def _env(self, ext_dir: Path | None) -> dict[str, str]:
@@ -261,6 +263,11 @@ class Evaluator:
                             seeds=seeds,
                             init_seed=init_seed,
                         )
+                    if answer.get("ok"):
+                        work = worker.request(
+                            self.cfg.run_timeout, cmd="work", seed=seeds[0], init_seed=init_seed
+                        )
+                        self._work_cache[problem.sha256()] = work if work.get("ok") else {}
             except WorkerDied as exc:
                 raise ReferenceFailed(
                     f"{problem.key}: reference model {exc}: {read_log(log, 500)}"
@@ -386,6 +393,7 @@ class Evaluator:
             return fail(result, status, status, str(exc), read_log(cand.log))
         finally:
             result["eval_seconds"] = round(time.monotonic() - t0, 3)
+        work = self._work_cache.get(problem.sha256(), {})
         ref_s, new_s = summarize(answer["ref_ms"]), summarize(answer["new_ms"])
         speedup = ref_s["median"] / new_s["median"] if new_s["median"] > 0 else float("inf")
         result["timing"] = {
@@ -396,19 +404,27 @@ class Evaluator:
             "cv": new_s["cv"],
             "ref_cv": ref_s["cv"],
             "method": answer.get("method"),
+            "bytes": work.get("bytes"),
+            "flops": work.get("flops"),
+            "gbps": work["bytes"] / new_s["median"] / 1e6 if work.get("bytes") else None,
+            "tflops": work["flops"] / new_s["median"] / 1e9 if work.get("flops") else None,
         }
         result["status"] = "correct"
         result["category"] = "correct" if speedup >= 1 else "slower"
         result["message"] = f"correct, {speedup:.2f}x vs PyTorch"
         return result
 
-    def evaluate_many(self, problem: Problem, codes: Sequence[str]) -> list[dict[str, Any]]:
-        """Build all ``codes`` concurrently, then verify and time them one by one."""
-        jobs = max(1, min(self.cfg.build_jobs, len(codes)))
+    def evaluate_pairs(self, pairs: Sequence[tuple[Problem, str]]) -> list[dict[str, Any]]:
+        """Build every (problem, code) concurrently, then verify and time them one by one.
+
+        Compilers need no device, so ``build_jobs`` builds run at once while evaluation,
+        which does, is serialised by the device lock. Results come back in input order.
+        """
+        jobs = max(1, min(self.cfg.build_jobs, len(pairs)))
         with ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="hk-build") as pool:
-            built = list(pool.map(lambda c: self._build(problem, c), codes))
+            built = list(pool.map(lambda pc: self._build(*pc), pairs))
         results = []
-        for cand in built:
+        for (problem, _), cand in zip(pairs, built):
             try:
                 if cand.worker is not None:
                     self._run(problem, cand)
@@ -417,6 +433,10 @@ class Evaluator:
                     cand.worker.close()
             results.append(cand.result)
         return results
+
+    def evaluate_many(self, problem: Problem, codes: Sequence[str]) -> list[dict[str, Any]]:
+        """Build all ``codes`` of one problem concurrently, then verify and time them."""
+        return self.evaluate_pairs([(problem, c) for c in codes])
 
     def evaluate(self, problem: Problem, code: str) -> dict[str, Any]:
         return self.evaluate_many(problem, [code])[0]
@@ -440,6 +460,64 @@ class Evaluator:
         finally:
             cand.worker.close()
         return answer if answer.get("ok") else None
+
+    def verify_timing(self, problem: Problem, code: str, runs: int = 10) -> dict[str, Any] | None:
+        """Time the candidate's forward under Nsight Compute (``gpu__time_duration.sum``).
+
+        An independent measurement of the kernels' device time, to cross-check the event
+        timing: it sees every kernel on every stream, but not launch gaps, so it is a lower
+        bound of what the events measure. Returns None where ncu is unavailable or fails.
+        """
+        from ..profile import ncu_command, parse_ncu_csv
+
+        if self.cfg.backend.device == "cpu" or shutil.which("ncu") is None:
+            return None
+        cand = self._build(problem, code)  # makes sure the build cache holds it
+        if cand.worker is None:
+            return None
+        cand.worker.close()
+        code_path = cand.log.parent / "candidate.py"
+        probe = [
+            sys.executable,
+            "-m",
+            "pytest_hipkittens.evaluate.worker",
+            "probe",
+            "--problem",
+            str(problem.path),
+            "--code",
+            str(code_path),
+            "--precision",
+            self.cfg.precision,
+            "--seed",
+            str(self.seeds()[1][0]),
+            "--init-seed",
+            str(self.cfg.seed),
+            "--runs",
+            str(runs),
+        ]
+        ext_dir = self.cfg.build_cache / cache_key(code, self.cfg)
+        try:
+            with DEVICE_LOCK:
+                proc = subprocess.run(
+                    ncu_command(probe),
+                    capture_output=True,
+                    text=True,
+                    timeout=self.cfg.run_timeout * 2,
+                    env=self._env(ext_dir),
+                    cwd=cand.log.parent,
+                    start_new_session=True,
+                )
+        except (OSError, subprocess.TimeoutExpired):
+            return None
+        launches = parse_ncu_csv(proc.stdout)
+        if proc.returncode != 0 or not launches:
+            return {"ok": False, "message": trim_log(proc.stderr or proc.stdout, 800)}
+        total_ns = sum(k["ns"] for k in launches)
+        return {
+            "ok": True,
+            "ncu_ms": total_ns / runs / 1e6,
+            "launches_per_run": len(launches) / runs,
+        }
 
     def close(self) -> None:
         if self._tmp is not None:

@@ -169,6 +169,23 @@ class Worker:
             kernels = profile_torch(lambda: new(*inputs), self.device, runs=msg.get("runs", 5))
         return {"ok": True, "kernels": kernels}
 
+    def work(self, msg: dict) -> dict:
+        """Bytes the reference must move (inputs read + outputs written) and its FLOPs."""
+        from torch.utils.flop_counter import FlopCounterMode
+
+        model = self._model(self.problem.Model, msg["init_seed"])
+        inputs = self._inputs(msg["seed"])
+        counter = FlopCounterMode(display=False)
+        with torch.no_grad(), counter:
+            out = model(*inputs)
+        outs = out if isinstance(out, (list, tuple)) else [out]
+        tensors = [t for t in [*inputs, *outs] if isinstance(t, torch.Tensor)]
+        return {
+            "ok": True,
+            "bytes": int(sum(t.numel() * t.element_size() for t in tensors)),
+            "flops": int(counter.get_total_flops()),
+        }
+
     def hardware(self, msg: dict) -> dict:
         import platform
 
@@ -204,7 +221,46 @@ def _error_reply(exc: BaseException) -> dict:
     }
 
 
+def probe(argv: list[str]) -> int:
+    """Run the candidate's forward ``--runs`` times inside a profiler's capture range.
+
+    Started under an external profiler (ncu, rocprofv3) that records only what runs
+    between ``cudaProfilerStart`` and ``cudaProfilerStop``: the forward passes, not the
+    build, the reference or the warm-up.
+    """
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="hk-probe")
+    parser.add_argument("--problem", required=True)
+    parser.add_argument("--code", required=True)
+    parser.add_argument("--device", default="cuda")
+    parser.add_argument("--precision", default="fp32")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--init-seed", type=int, default=42)
+    parser.add_argument("--runs", type=int, default=5)
+    args = parser.parse_args(argv)
+    worker = Worker()
+    worker.load({"problem": args.problem, "device": args.device, "precision": args.precision})
+    built = worker.build({"code": args.code})
+    if not built.get("ok"):
+        print(built.get("message"), file=sys.stderr)
+        return 2
+    model = worker._model(worker.candidate.ModelNew, args.init_seed)
+    inputs = worker._inputs(args.seed)
+    with torch.no_grad():
+        model(*inputs)
+        worker._sync()
+        torch.cuda.profiler.start()
+        for _ in range(args.runs):
+            model(*inputs)
+        worker._sync()
+        torch.cuda.profiler.stop()
+    return 0
+
+
 def main() -> int:
+    if sys.argv[1:2] == ["probe"]:
+        return probe(sys.argv[2:])
     reply_fd = int(os.environ["HK_REPLY_FD"])
     reply = os.fdopen(reply_fd, "w", buffering=1)
     worker = Worker()
@@ -215,6 +271,7 @@ def main() -> int:
         "time": worker.time,
         "profile": worker.profile,
         "hardware": worker.hardware,
+        "work": worker.work,
     }
     for line in sys.stdin:
         msg = json.loads(line)
