@@ -61,19 +61,21 @@ def main() -> int:
     wall = time.monotonic() - t0
     checks = {}
     if args.verify_timing:
-        for (problem, code), r in zip(pairs, results):
+        for (problem, code), r in zip(pairs, results, strict=False):
             if r["status"] == "correct":
                 checks[r["code_sha256"]] = evaluator.verify_timing(problem, code)
     evaluator.close()
 
     hw = next((r["hardware"] for r in results if r.get("hardware")), {})
-    print(f"backend {backend.name} ({backend.arch}); device: {hw.get('gpu') or hw.get('cpu')}; torch {hw.get('torch')}")
+    print(
+        f"backend {backend.name} ({backend.arch}); device: {hw.get('gpu') or hw.get('cpu')}; torch {hw.get('torch')}"
+    )
     head = f"{'problem':<24} {'resp':>4} {'status':<14} {'build s':>7} {'eval s':>6} {'ref ms':>9} {'new ms':>9} {'speedup':>7} {'GB/s':>7} {'TFLOP/s':>7}"
     if checks:
         head += f" {'ncu ms':>8} {'ev/ncu':>6}"
     print(head)
     print("-" * len(head))
-    for (key, stem), r in zip(labels, results):
+    for (key, stem), r in zip(labels, results, strict=False):
         t = r.get("timing") or {}
         status = r["category"] if r["status"] == "correct" else r["status"]
         line = (
@@ -90,7 +92,9 @@ def main() -> int:
             print(f"    {r['message'][:150]}")
     print(f"{len(pairs)} candidates in {wall:.1f} s wall ({args.jobs} concurrent builds)")
     if args.json:
-        args.json.write_text(json.dumps({"results": results, "labels": labels, "ncu": checks}, indent=1, default=str))
+        args.json.write_text(
+            json.dumps({"results": results, "labels": labels, "ncu": checks}, indent=1, default=str)
+        )
     return 0
 
 

@@ -40,6 +40,42 @@ def _positive(text: str) -> int:
     return value
 
 
+def _count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must not be negative")
+    return value
+
+
+def load_prices(path: str) -> dict[str, tuple[float, float]]:
+    """``{"model": [input_usd_per_mtok, output_usd_per_mtok]}``; one clear line if malformed."""
+    import json
+
+    try:
+        data = json.loads(Path(path).read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise pytest.UsageError(f"--hk-prices: cannot read {path}: {exc.strerror}") from None
+    except json.JSONDecodeError as exc:
+        raise pytest.UsageError(f"--hk-prices: {path}: invalid JSON at line {exc.lineno}") from None
+    if not isinstance(data, dict):
+        raise pytest.UsageError("--hk-prices: expected an object of model -> [input, output]")
+    prices: dict[str, tuple[float, float]] = {}
+    for model, pair in data.items():
+        if not (
+            isinstance(pair, list)
+            and len(pair) == 2
+            and all(isinstance(x, (int, float)) for x in pair)
+        ):
+            raise pytest.UsageError(
+                f"--hk-prices: {model!r} must map to [input, output] USD per million tokens"
+            )
+        prices[model] = (float(pair[0]), float(pair[1]))
+    return prices
+
+
 def _seconds(text: str) -> float:
     try:
         value = float(text)
@@ -165,6 +201,48 @@ OPTIONS: list[tuple[str, dict[str, Any], str | None, str | None, str]] = [
         f"OpenAI-compatible gateway URL (default: ${URL_ENV})",
     ),
     (
+        "--hk-temperature",
+        {"dest": "hk_temperature", "metavar": "T", "type": _speedup},
+        "string",
+        None,
+        "sampling temperature (default: 0.7)",
+    ),
+    (
+        "--hk-max-tokens",
+        {"dest": "hk_max_tokens", "metavar": "N", "type": _positive},
+        "string",
+        None,
+        "completion token limit per request (default: 8192)",
+    ),
+    (
+        "--hk-llm-timeout",
+        {"dest": "hk_llm_timeout", "metavar": "S", "type": _seconds},
+        "string",
+        None,
+        "seconds one gateway request may take before it is retried (default: 600)",
+    ),
+    (
+        "--hk-llm-retries",
+        {"dest": "hk_llm_retries", "metavar": "N", "type": _count},
+        "string",
+        None,
+        "retries with exponential backoff on 429/5xx/timeouts/connection errors (default: 5)",
+    ),
+    (
+        "--hk-llm-concurrency",
+        {"dest": "hk_llm_concurrency", "metavar": "N", "type": _positive},
+        "string",
+        None,
+        "gateway requests in flight at once per process (default: 8)",
+    ),
+    (
+        "--hk-prices",
+        {"dest": "hk_prices", "metavar": "FILE"},
+        "string",
+        None,
+        'JSON price table, USD per million tokens: {"model": [input, output]} (default: cost not estimated)',
+    ),
+    (
         "--hk-profile",
         {"dest": "hk_profile", "choices": ("slow", "always", "never")},
         "string",
@@ -177,6 +255,13 @@ OPTIONS: list[tuple[str, dict[str, Any], str | None, str | None, str]] = [
         "string",
         None,
         "stop early once a correct kernel reaches this speedup (default: 1.0)",
+    ),
+    (
+        "--hk-verify-timing",
+        {"dest": "hk_verify_timing", "action": "store_true"},
+        None,
+        None,
+        "cross-check the best kernel's time under Nsight Compute (cuda; recorded as timing.ncu_ms)",
     ),
     (
         "--hk-build-timeout",
@@ -305,6 +390,12 @@ def resolve_settings(config: pytest.Config) -> Settings:
         prompt_file=Path(prompt_file) if prompt_file else None,
         model=_or(_get(config, "hk_model"), d.model),
         base_url=_get(config, "hk_base_url"),
+        temperature=_or(_get(config, "hk_temperature", _speedup), d.temperature),
+        max_tokens=_or(_get(config, "hk_max_tokens", _positive), d.max_tokens),
+        llm_timeout=_or(_get(config, "hk_llm_timeout", _seconds), d.llm_timeout),
+        llm_retries=_or(_get(config, "hk_llm_retries", _count), d.llm_retries),
+        llm_concurrency=_or(_get(config, "hk_llm_concurrency", _positive), d.llm_concurrency),
+        prices=load_prices(prices) if (prices := _get(config, "hk_prices")) else {},
         redo=bool(config.getoption("hk_redo", False)),
         verify_timing=bool(config.getoption("hk_verify_timing", False)),
         profile=profile,

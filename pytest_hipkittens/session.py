@@ -51,6 +51,9 @@ class Settings:
     temperature: float = 0.7
     max_tokens: int = 8192
     llm_timeout: float = 600.0
+    llm_retries: int = 5
+    llm_concurrency: int = 8
+    prices: dict[str, tuple[float, float]] = field(default_factory=dict)
     redo: bool = False
     verify_timing: bool = False
     profile: str = "slow"
@@ -92,7 +95,9 @@ class HKSession:
             temperature=s.temperature,
             max_tokens=s.max_tokens,
             timeout_s=s.llm_timeout,
-            concurrency=max(1, s.samples),
+            max_retries=s.llm_retries,
+            concurrency=s.llm_concurrency,
+            prices=s.prices,
         )
 
     @functools.cached_property

@@ -335,3 +335,60 @@ def test_results_dir_option(kb: pytest.Pytester, toy_kb: Path, tmp_path: Path) -
     assert (out / "level1" / "1_Scale" / "best_result.json").is_file()
     assert (out / "summary.json").is_file() and (out / "detailed_report.txt").is_file()
     shutil.rmtree(out)
+
+
+def test_gateway_failure_errors_the_item_and_keeps_earlier_attempts(
+    kb: pytest.Pytester, toy_kb: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from .gateway import serve
+
+    # Attempt 1 answers (incorrect); every later request fails with 500 until retries run out.
+    with serve([("ok", fenced(python_candidate("x * 2.0")))], default=(500, None)) as gw:
+        monkeypatch.setenv("LLM_GATEWAY_KEY", "sk-loopback")
+        monkeypatch.setenv("LLM_GATEWAY_URL", gw.url)
+        result = run_toy(kb, toy_kb, tmp_path, "--llm", "openai", "--hk-llm-retries", "1")
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(["*LLM (openai): gateway answered HTTP 500 after retries*"])
+    tree = kb.path / "results" / "level1" / "1_Scale"
+    assert json.loads((tree / "result_1.json").read_text())["status"] == "incorrect"
+    assert not (tree / "best_result.json").exists(), "an unfinished problem is resumed next run"
+    assert len(gw.requests) == 3  # attempt 1, then attempt 2 and its one retry
+
+
+def test_prices_file_drives_cost(
+    kb: pytest.Pytester, toy_kb: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from .gateway import serve
+
+    prices = tmp_path / "prices.json"
+    prices.write_text(json.dumps({"tiny": [2.0, 10.0]}))
+    with serve([("ok", fenced(python_candidate("x * self.factor")))]) as gw:
+        monkeypatch.setenv("LLM_GATEWAY_KEY", "sk-loopback")
+        monkeypatch.setenv("LLM_GATEWAY_URL", gw.url)
+        result = run_toy(
+            kb,
+            toy_kb,
+            tmp_path,
+            "--llm",
+            "openai",
+            "--hk-model",
+            "tiny",
+            "--hk-prices",
+            str(prices),
+            "--hk-target-speedup",
+            "0",
+        )
+    result.assert_outcomes(passed=1)
+    best = json.loads((kb.path / "results" / "level1" / "1_Scale" / "best_result.json").read_text())
+    assert best["llm"]["cost_usd"] == pytest.approx((100 * 2.0 + 50 * 10.0) / 1e6)
+    assert best["totals"]["cost_usd"] == pytest.approx(best["llm"]["cost_usd"])
+
+
+def test_bad_prices_file_is_one_line(kb: pytest.Pytester, tmp_path: Path) -> None:
+    prices = tmp_path / "prices.json"
+    prices.write_text(json.dumps({"m": "cheap"}))
+    result = kb.runpytest("--hk-prices", str(prices))
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(
+        ["ERROR: --hk-prices: 'm' must map to [[]input, output[]] USD per million tokens"]
+    )

@@ -424,7 +424,7 @@ class Evaluator:
         with ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="hk-build") as pool:
             built = list(pool.map(lambda pc: self._build(*pc), pairs))
         results = []
-        for (problem, _), cand in zip(pairs, built):
+        for (problem, _), cand in zip(pairs, built, strict=False):
             try:
                 if cand.worker is not None:
                     self._run(problem, cand)
