@@ -22,7 +22,6 @@ from .evaluate.runner import base_result
 from .extract import extract_code
 from .llm import LLMError, LLMRequest, LLMResponse
 from .problems import Problem
-from .profile import findings as profile_findings
 from .prompts import initial_prompt, reflection_prompt
 from .session import HKSession
 
@@ -241,18 +240,10 @@ def solve(session: HKSession, problem: Problem, progress: Progress | None = None
 def _attach_profile(
     session: HKSession, problem: Problem, result: dict[str, Any], code: str
 ) -> None:
-    """Profile a correct-but-slow candidate and store the table + findings in ``result``."""
-    answer = session.evaluator.profile(problem, code)
-    if not answer:
-        result["profile"] = {"kernels": [], "findings": ["profiling failed"], "tool": None}
-        return
+    """Profile a correct-but-slow candidate that has no profile yet (fresh worker)."""
     speedup = (result.get("timing") or {}).get("speedup")
-    kernels = answer["kernels"]
-    result["profile"] = {
-        "tool": session.backend.profiler,
-        "kernels": kernels,
-        "findings": profile_findings(kernels, speedup),
-    }
+    profile = session.evaluator.profile(problem, code, speedup)
+    result["profile"] = profile or {"tool": None, "kernels": [], "findings": ["profiling failed"]}
 
 
 def profile_best(session: HKSession, problem: Problem, outcome: Outcome) -> bool:

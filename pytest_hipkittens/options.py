@@ -296,7 +296,7 @@ OPTIONS: list[tuple[str, dict[str, Any], str | None, str | None, str]] = [
         {"dest": "hk_timing_trials", "metavar": "N", "type": _positive},
         "string",
         None,
-        "timed runs of reference and candidate, interleaved (default: 30)",
+        "timed runs of reference and candidate, interleaved (default: 100, fewer if slow)",
     ),
 ]
 

@@ -63,7 +63,7 @@ class Settings:
     run_timeout: float = 300.0
     build_cache: Path = field(default_factory=default_build_cache)
     correctness_trials: int = 5
-    timing_trials: int = 30
+    timing_trials: int = 100
     seed: int = 42
     build_jobs: int = 0  # 0: one per sample, capped by cores
     device_index: str | None = None

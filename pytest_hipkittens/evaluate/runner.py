@@ -61,7 +61,7 @@ class EvalConfig:
     precision: str = "fp32"
     correctness_trials: int = 5
     seed: int = 42
-    timing_trials: int = 30
+    timing_trials: int = 100
     warmup: int = 3
     timing_budget_s: float = 10.0
     build_timeout: float = 900.0
@@ -70,6 +70,8 @@ class EvalConfig:
     threads: int | None = None
     device_index: str | None = None
     memory_bytes: int | None = None
+    #: profile a correct-but-slower candidate in its evaluation worker (torch.profiler)
+    profile_slow: bool = True
     atol: float | None = None
     rtol: float | None = None
     extra_env: dict[str, str] = field(default_factory=dict)
@@ -412,7 +414,40 @@ class Evaluator:
         result["status"] = "correct"
         result["category"] = "correct" if speedup >= 1 else "slower"
         result["message"] = f"correct, {speedup:.2f}x vs PyTorch"
+        if speedup < 1 and self.cfg.profile_slow:
+            result["profile"] = self._profile_in(worker, speedup)
         return result
+
+    def _profile_in(self, worker: Worker, speedup: float | None) -> dict[str, Any]:
+        """torch.profiler kernel table + findings, taken in the candidate's own worker."""
+        from ..profile import findings
+
+        try:
+            with DEVICE_LOCK:
+                answer = worker.request(
+                    self.cfg.run_timeout,
+                    cmd="profile",
+                    seed=self.seeds()[1][0],
+                    init_seed=self.cfg.seed,
+                )
+        except WorkerDied as exc:
+            return {
+                "tool": "torch.profiler",
+                "kernels": [],
+                "findings": [f"profiling failed: {exc}"],
+            }
+        if not answer.get("ok"):
+            return {
+                "tool": "torch.profiler",
+                "kernels": [],
+                "findings": [f"profiling failed: {answer.get('message')}"],
+            }
+        kernels = answer["kernels"]
+        return {
+            "tool": "torch.profiler",
+            "kernels": kernels,
+            "findings": findings(kernels, speedup),
+        }
 
     def evaluate_pairs(self, pairs: Sequence[tuple[Problem, str]]) -> list[dict[str, Any]]:
         """Build every (problem, code) concurrently, then verify and time them one by one.
@@ -441,25 +476,17 @@ class Evaluator:
     def evaluate(self, problem: Problem, code: str) -> dict[str, Any]:
         return self.evaluate_many(problem, [code])[0]
 
-    def profile(self, problem: Problem, code: str, runs: int = 5) -> dict[str, Any] | None:
-        """Kernel table of the candidate's forward (teardown profiling of slow kernels)."""
+    def profile(
+        self, problem: Problem, code: str, speedup: float | None = None
+    ) -> dict[str, Any] | None:
+        """Kernel table and findings of a candidate's forward (a fresh worker; cache hit)."""
         cand = self._build(problem, code)
         if cand.worker is None:
             return None
         try:
-            with DEVICE_LOCK:
-                answer = cand.worker.request(
-                    self.cfg.run_timeout,
-                    cmd="profile",
-                    seed=self.seeds()[1][0],
-                    init_seed=self.cfg.seed,
-                    runs=runs,
-                )
-        except WorkerDied:
-            return None
+            return self._profile_in(cand.worker, speedup)
         finally:
             cand.worker.close()
-        return answer if answer.get("ok") else None
 
     def verify_timing(self, problem: Problem, code: str, runs: int = 10) -> dict[str, Any] | None:
         """Time the candidate's forward under Nsight Compute (``gpu__time_duration.sum``).

@@ -86,21 +86,27 @@ def time_pair(
     timer: Timer,
     *,
     warmup: int = 3,
-    trials: int = 30,
+    warmup_s: float = 0.2,
+    trials: int = 100,
     budget_s: float = 10.0,
 ) -> tuple[list[float], list[float]]:
     """Time ``ref_fn`` and ``new_fn`` alternately; fewer trials if they are slow.
 
-    The number of trials shrinks (never below 5) so a slow pair stays within ``budget_s``;
-    the count actually used is the length of the returned lists.
+    Warm-up runs both at least ``warmup`` times and for at least ``warmup_s`` seconds, so
+    lazy initialisation, autotuning and a GPU's clock ramp after an idle build phase are
+    over before the first timed trial. The number of trials then shrinks (never below 5) so
+    a slow pair stays within ``budget_s``; the count used is the length of the lists.
     """
     est = 0.0
-    for _ in range(max(1, warmup)):
+    start = time.perf_counter()
+    done = 0
+    while done < max(1, warmup) or (time.perf_counter() - start < warmup_s and done < 1000):
         timer.flush()
         est_ref = timer.measure(ref_fn)
         timer.flush()
         est_new = timer.measure(new_fn)
         est = est_ref + est_new
+        done += 1
     if est > 0:
         trials = max(5, min(trials, int(budget_s * 1e3 / est)))
     ref_ms: list[float] = []
