@@ -13,5 +13,6 @@ fi
 python3 benchmarks/samples.py --backend cuda --jobs 16 ${HK_BENCH_ARGS:-} --json "$out/bench.json" 2>&1 | tee "$out/bench.log"
 python3 -m pytest -p pytest_hipkittens.plugin kernelbench_tests --backend cuda --llm replay \
   --hk-results "$out/results" --html "$out/report.html" --self-contained-html ${HK_PYTEST_ARGS:-} \
-  -p no:cacheprovider 2>&1 | tee "$out/pytest.log"
+  -p no:cacheprovider --durations=0 -o log_cli=true --log-cli-level=INFO \
+  -o "log_cli_format=%(asctime)s %(message)s" 2>&1 | tee "$out/pytest.log"
 tar czf "$out/results.tgz" -C "$out" results && rm -rf "$out/results"
