@@ -26,6 +26,9 @@ PACKAGE_PROMPTS = Path(__file__).resolve().parent.parent / "prompts"
 
 
 def default_build_cache() -> Path:
+    """``$HK_BUILD_CACHE``, else ``~/.cache/pytest-hipkittens/builds``: one cache for every tool."""
+    if os.environ.get("HK_BUILD_CACHE"):
+        return Path(os.environ["HK_BUILD_CACHE"])
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return Path(base) / "pytest-hipkittens" / "builds"
 
