@@ -21,9 +21,10 @@ TRIVIAL_OPS = re.compile(
 )
 #: Device kernels that PyTorch or a vendor library launched, not the candidate's code.
 BUILTIN_KERNELS = re.compile(
-    r"at::native|at::cuda|void at::|elementwise_kernel|vectorized_elementwise|reduce_kernel|"
-    r"softmax_warp|cunn_|cutlass|cublas|sm\d+_xmma|gemm|gemv|Cijk_|rocblas|hipblaslt|"
-    r"Memcpy|Memset|triton_",
+    r"at::native|at::cuda|void at::|^(void )?(cutlass|cublas|cudnn|triton_)|sm\d+_xmma|"
+    r"(ampere|volta|turing|hopper|blackwell)_\w*gemm|gemv2[NT]_kernel|gemmSN_|gemmk1_|"
+    r"Cijk_|rocblas|hipblaslt|^(void )?(elementwise_kernel|vectorized_elementwise_kernel|"
+    r"reduce_kernel|softmax_warp_forward|cunn_)|^Memcpy|^Memset",
     re.I,
 )
 FORWARD_LABEL = "hk::ModelNew.forward"
@@ -88,11 +89,28 @@ def kernel_table(rows: list[dict[str, Any]], total_us: float, runs: int) -> list
     return table
 
 
-def findings(kernels: list[dict[str, Any]], speedup: float | None = None) -> list[str]:
-    """Short, actionable sentences about a kernel table."""
+def findings(
+    kernels: list[dict[str, Any]],
+    speedup: float | None = None,
+    measured_ms: float | None = None,
+    device_times: bool = False,
+) -> list[str]:
+    """Short, actionable sentences about a kernel table.
+
+    With ``device_times`` (GPU tables) and the measured forward time, a forward whose
+    kernels are busy for only a fraction of it is reported as launch/host-bound.
+    """
     out: list[str] = []
     if speedup is not None and speedup < 1:
         out.append(f"The candidate is {1 / speedup:.2f}x slower than the PyTorch reference.")
+    if device_times and kernels and measured_ms:
+        busy = sum(k["ms"] for k in kernels)
+        if busy < 0.6 * measured_ms:
+            out.append(
+                f"Kernels are busy for {busy:.4f} ms of the {measured_ms:.4f} ms forward "
+                f"({busy / measured_ms:.0%}): launch and host overhead dominate — avoid extra "
+                "allocations, host-side checks and launches; fuse into fewer kernels."
+            )
     if not kernels:
         out.append("The profiler recorded no kernels for the candidate's forward pass.")
         return out

@@ -415,10 +415,12 @@ class Evaluator:
         result["category"] = "correct" if speedup >= 1 else "slower"
         result["message"] = f"correct, {speedup:.2f}x vs PyTorch"
         if speedup < 1 and self.cfg.profile_slow:
-            result["profile"] = self._profile_in(worker, speedup)
+            result["profile"] = self._profile_in(worker, speedup, new_s["median"])
         return result
 
-    def _profile_in(self, worker: Worker, speedup: float | None) -> dict[str, Any]:
+    def _profile_in(
+        self, worker: Worker, speedup: float | None, measured_ms: float | None = None
+    ) -> dict[str, Any]:
         """torch.profiler kernel table + findings, taken in the candidate's own worker."""
         from ..profile import findings
 
@@ -443,10 +445,11 @@ class Evaluator:
                 "findings": [f"profiling failed: {answer.get('message')}"],
             }
         kernels = answer["kernels"]
+        on_device = self.cfg.backend.device != "cpu"
         return {
             "tool": "torch.profiler",
             "kernels": kernels,
-            "findings": findings(kernels, speedup),
+            "findings": findings(kernels, speedup, measured_ms, device_times=on_device),
         }
 
     def evaluate_pairs(self, pairs: Sequence[tuple[Problem, str]]) -> list[dict[str, Any]]:
