@@ -145,7 +145,7 @@ def solve(session: HKSession, problem: Problem, progress: Progress | None = None
     store = session.tree.problem(problem.key)
     evaluator = session.evaluator
     prompt_path, template = session.prompt_template(problem)
-    first = initial_prompt(template, problem, session.backend.name)
+    first = initial_prompt(template, problem, session.backend.name, session.backend.notes)
     prompt = first
     seen: dict[str, dict[str, Any]] = {}
     history: list[dict[str, Any]] = []
@@ -247,14 +247,37 @@ def _attach_profile(
 
 
 def profile_best(session: HKSession, problem: Problem, outcome: Outcome) -> bool:
-    """Teardown profiling: attach a profile to a slow best result that has none yet."""
+    """Teardown profiling of the best kernel when it is slower (or always, per option).
+
+    The backend's own profiler runs here (rocprofv3 on hip); where it has none, or the tool
+    is missing, the torch.profiler table from evaluation stands — with a note saying so
+    when a vendor profiler was expected.
+    """
     best, code = outcome.best, outcome.best_code
-    if not outcome.correct or not code or best.get("profile"):
+    if not outcome.correct or not code:
         return False
     mode = session.settings.profile
     if mode == "never" or (mode == "slow" and (outcome.speedup or 0) >= 1):
         return False
-    _attach_profile(session, problem, best, code)
+    timing = best.get("timing") or {}
+    vendor = session.backend.profiler
+    current = best.get("profile") or {}
+    if vendor != "torch.profiler" and current.get("tool") != vendor:
+        profile = session.evaluator.vendor_profile(
+            problem, code, timing.get("speedup"), timing.get("new_ms")
+        )
+        if profile is not None:
+            best["profile"] = profile
+        else:
+            if not current:
+                _attach_profile(session, problem, best, code)
+            best["profile"].setdefault("findings", []).append(
+                f"{vendor} is not installed: kernel table from torch.profiler instead."
+            )
+    elif not current:
+        _attach_profile(session, problem, best, code)
+    else:
+        return False
     session.tree.problem(outcome.problem).write_best(None, None, best)
     return True
 

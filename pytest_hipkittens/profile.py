@@ -187,3 +187,82 @@ def parse_ncu_csv(text: str) -> list[dict[str, Any]]:
             continue
         launches.append({"name": row.get("Kernel Name", "?"), "ns": ns})
     return launches
+
+
+def rocprof_command(out_dir: str, probe: list[str]) -> list[str]:
+    """rocprofv3 kernel trace of the probe, as CSV, into ``out_dir``."""
+    return [
+        "rocprofv3",
+        "--kernel-trace",
+        "--output-format",
+        "csv",
+        "--output-directory",
+        out_dir,
+        "--output-file",
+        "hk",
+        "--",
+        *probe,
+    ]
+
+
+WINDOW_RE = re.compile(r"^HK_PROBE_WINDOW (\d+) (\d+) (\d+)$", re.M)
+
+
+def probe_window(stdout: str) -> tuple[int, int, int] | None:
+    """(start_ns, end_ns, runs) the probe printed around its timed forwards, if any."""
+    m = WINDOW_RE.search(stdout)
+    return (int(m.group(1)), int(m.group(2)), int(m.group(3))) if m else None
+
+
+def parse_rocprof_kernel_trace(text: str) -> list[dict[str, Any]]:
+    """Kernel dispatches from rocprofv3's ``*_kernel_trace.csv`` (documented columns).
+
+    Each row of kind KERNEL_DISPATCH gives ``Kernel_Name``, ``Start_Timestamp`` and
+    ``End_Timestamp`` (ns), workgroup and grid sizes; rows of other kinds are skipped.
+    """
+    import csv
+
+    dispatches = []
+    for row in csv.DictReader(text.splitlines()):
+        if row.get("Kind", "KERNEL_DISPATCH") != "KERNEL_DISPATCH":
+            continue
+        try:
+            start, end = int(row["Start_Timestamp"]), int(row["End_Timestamp"])
+        except (KeyError, TypeError, ValueError):
+            continue
+        dispatches.append(
+            {
+                "name": row.get("Kernel_Name") or "?",
+                "start": start,
+                "end": end,
+                "ns": max(0, end - start),
+                "workgroup": [row.get(f"Workgroup_Size_{a}") for a in "XYZ"],
+                "grid": [row.get(f"Grid_Size_{a}") for a in "XYZ"],
+            }
+        )
+    return dispatches
+
+
+def rocprof_table(
+    dispatches: list[dict[str, Any]], window: tuple[int, int, int] | None, runs: int
+) -> list[dict[str, Any]]:
+    """Per-kernel table of the timed forwards.
+
+    Dispatches inside the probe's window (host monotonic clock, which rocprofv3's
+    timestamps share on Linux) are the timed forwards; if none fall inside it, the clocks
+    disagree and every dispatch is used, divided over the warm-up run as well.
+    """
+    chosen = dispatches
+    if window is not None:
+        inside = [d for d in dispatches if window[0] <= d["start"] <= window[1]]
+        if inside:
+            chosen, runs = inside, window[2]
+        else:
+            runs += 1  # the probe's warm-up forward is in the trace too
+    totals: dict[str, dict[str, float]] = {}
+    for d in chosen:
+        agg = totals.setdefault(d["name"], {"us": 0.0, "calls": 0})
+        agg["us"] += d["ns"] / 1e3
+        agg["calls"] += 1
+    rows = [{"name": n, "us": v["us"], "calls": v["calls"]} for n, v in totals.items()]
+    return kernel_table(rows, sum(r["us"] for r in rows), runs)

@@ -145,10 +145,11 @@ def load_config(path: Path) -> PromptConfig:
     return PromptConfig(path, backends, {k: v for k, v in hints.items()})
 
 
-def initial_prompt(template: str, problem: Problem, backend: str) -> str:
-    """The first prompt: instructions, the reference program, the answer format."""
+def initial_prompt(template: str, problem: Problem, backend: str, notes: str = "") -> str:
+    """The first prompt: instructions, build environment, the reference, the answer format."""
+    env = f"Build environment:\n{notes.strip()}\n\n" if notes.strip() else ""
     return (
-        f"{template.rstrip()}\n\n"
+        f"{template.rstrip()}\n\n{env}"
         f"You are given the following PyTorch reference ({problem.key}):\n\n"
         f"```python\n{problem.source.rstrip()}\n```\n\n"
         f"{ANSWER_FORMAT.format(backend=backend)}\n"

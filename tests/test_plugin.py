@@ -116,6 +116,10 @@ def test_env_kernelbench_dir(
         (["--hk-attempts", "0"], "*--hk-attempts: '0' must be at least 1*"),
         (["--llm", "openai"], "ERROR: --llm openai needs the gateway key in $LLM_GATEWAY_KEY*"),
         (["--hk-prompts", "/no/such/dir"], "ERROR: --hk-prompts: no config.json in /no/such/dir"),
+        (
+            ["--backend", "hip", "--range", "1"],
+            "ERROR: --backend hip: torch * is not a ROCm build*",
+        ),
     ],
 )
 def test_bad_input_is_one_clear_line(kb: pytest.Pytester, args: list[str], needle: str) -> None:

@@ -31,6 +31,10 @@ class Backend:
     env: dict[str, str] = field(default_factory=dict)
     #: prompt-set name in prompts/config.json.
     prompt_set: str = ""
+    #: build environment told to the model (arch, variables to read, flags).
+    notes: str = ""
+    #: bytes rewritten between timed trials to flush the last-level cache (0: 2x L2).
+    flush_bytes: int = 0
 
     def pin_env(self, device_index: str | None) -> dict[str, str]:
         """Environment that makes ``device_index`` the only visible device."""

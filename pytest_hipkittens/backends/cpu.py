@@ -19,4 +19,5 @@ def make(arch: str | None = None) -> Backend:
         profiler="torch.profiler",
         arch=arch or platform.machine() or "native",
         prompt_set="cpu",
+        notes="Target: the host CPU; kernels are C++ built by the host compiler (no GPU).",
     )

@@ -41,6 +41,9 @@ def make(arch: str | None = None) -> Backend:
     env = {"TORCH_CUDA_ARCH_LIST": arch_list(arch)}
     if os.environ.get("THUNDERKITTENS_ROOT"):
         env["THUNDERKITTENS_ROOT"] = os.environ["THUNDERKITTENS_ROOT"]
+    notes = f"Target: NVIDIA GPU {arch}; the harness sets TORCH_CUDA_ARCH_LIST={env['TORCH_CUDA_ARCH_LIST']} (do not pass -arch)."
+    if "THUNDERKITTENS_ROOT" in env:
+        notes += '\nThunderKittens is available at os.environ["THUNDERKITTENS_ROOT"].'
     return Backend(
         name="cuda",
         device="cuda",
@@ -49,4 +52,5 @@ def make(arch: str | None = None) -> Backend:
         arch=arch,
         env=env,
         prompt_set="cuda",
+        notes=notes,
     )

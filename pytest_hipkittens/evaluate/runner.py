@@ -233,6 +233,7 @@ class Evaluator:
             device=self.cfg.backend.device,
             precision=self.cfg.precision,
             threads=self.cfg.threads,
+            flush_bytes=self.cfg.backend.flush_bytes,
         )
 
     # -- reference -------------------------------------------------------------------
@@ -491,22 +492,16 @@ class Evaluator:
         finally:
             cand.worker.close()
 
-    def verify_timing(self, problem: Problem, code: str, runs: int = 10) -> dict[str, Any] | None:
-        """Time the candidate's forward under Nsight Compute (``gpu__time_duration.sum``).
+    def _probe(self, problem: Problem, code: str, runs: int) -> tuple[list[str], Path, Path] | None:
+        """Command running the candidate's forward ``runs`` times for an external profiler.
 
-        An independent measurement of the kernels' device time, to cross-check the event
-        timing: it sees every kernel on every stream, but not launch gaps, so it is a lower
-        bound of what the events measure. Returns None where ncu is unavailable or fails.
+        Builds first (a cache hit when the candidate was evaluated), so the profiler sees
+        the forward passes and not the compiler. None when the candidate does not build.
         """
-        from ..profile import ncu_command, parse_ncu_csv
-
-        if self.cfg.backend.device == "cpu" or shutil.which("ncu") is None:
-            return None
-        cand = self._build(problem, code)  # makes sure the build cache holds it
+        cand = self._build(problem, code)
         if cand.worker is None:
             return None
         cand.worker.close()
-        code_path = cand.log.parent / "candidate.py"
         probe = [
             sys.executable,
             "-m",
@@ -515,7 +510,9 @@ class Evaluator:
             "--problem",
             str(problem.path),
             "--code",
-            str(code_path),
+            str(cand.log.parent / "candidate.py"),
+            "--device",
+            self.cfg.backend.device,
             "--precision",
             self.cfg.precision,
             "--seed",
@@ -525,19 +522,41 @@ class Evaluator:
             "--runs",
             str(runs),
         ]
-        ext_dir = self.cfg.build_cache / cache_key(code, self.cfg)
+        return probe, cand.log.parent, self.cfg.build_cache / cache_key(code, self.cfg)
+
+    def _run_tool(
+        self, cmd: list[str], cwd: Path, ext_dir: Path
+    ) -> subprocess.CompletedProcess | None:
         try:
             with DEVICE_LOCK:
-                proc = subprocess.run(
-                    ncu_command(probe),
+                return subprocess.run(
+                    cmd,
                     capture_output=True,
                     text=True,
                     timeout=self.cfg.run_timeout * 2,
                     env=self._env(ext_dir),
-                    cwd=cand.log.parent,
+                    cwd=cwd,
                     start_new_session=True,
                 )
         except (OSError, subprocess.TimeoutExpired):
+            return None
+
+    def verify_timing(self, problem: Problem, code: str, runs: int = 10) -> dict[str, Any] | None:
+        """Time the candidate's forward under Nsight Compute (``gpu__time_duration.sum``).
+
+        An independent measurement of the kernels' device time, to cross-check the event
+        timing: it sees every kernel on every stream, but not launch gaps, so it is a lower
+        bound of what the events measure. Returns None where ncu is unavailable or fails.
+        """
+        from ..profile import ncu_command, parse_ncu_csv
+
+        if self.cfg.backend.name != "cuda" or shutil.which("ncu") is None:
+            return None
+        probe = self._probe(problem, code, runs)
+        if probe is None:
+            return None
+        proc = self._run_tool(ncu_command(probe[0]), probe[1], probe[2])
+        if proc is None:
             return None
         launches = parse_ncu_csv(proc.stdout)
         if proc.returncode != 0 or not launches:
@@ -547,6 +566,49 @@ class Evaluator:
             "ok": True,
             "ncu_ms": total_ns / runs / 1e6,
             "launches_per_run": len(launches) / runs,
+        }
+
+    def vendor_profile(
+        self,
+        problem: Problem,
+        code: str,
+        speedup: float | None = None,
+        measured_ms: float | None = None,
+        runs: int = 10,
+    ) -> dict[str, Any] | None:
+        """The backend's own profiler on the candidate's forward (rocprofv3 on hip).
+
+        Returns a profile dict like the torch.profiler one, with ``tool`` naming the vendor
+        profiler; None when this backend has none or the tool is not installed (the caller
+        keeps the torch.profiler table and says so).
+        """
+        from ..profile import (
+            findings,
+            parse_rocprof_kernel_trace,
+            probe_window,
+            rocprof_command,
+            rocprof_table,
+        )
+
+        if self.cfg.backend.profiler != "rocprofv3" or shutil.which("rocprofv3") is None:
+            return None
+        probe = self._probe(problem, code, runs)
+        if probe is None:
+            return None
+        out_dir = probe[1] / "rocprof"
+        proc = self._run_tool(rocprof_command(str(out_dir), probe[0]), probe[1], probe[2])
+        traces = sorted(out_dir.rglob("*kernel_trace.csv")) if out_dir.is_dir() else []
+        if proc is None or proc.returncode != 0 or not traces:
+            detail = trim_log((proc.stderr or proc.stdout) if proc else "timed out", 800)
+            return {"tool": "rocprofv3", "kernels": [], "findings": [f"rocprofv3 failed: {detail}"]}
+        dispatches = [
+            d for t in traces for d in parse_rocprof_kernel_trace(t.read_text(encoding="utf-8"))
+        ]
+        kernels = rocprof_table(dispatches, probe_window(proc.stdout), runs)
+        return {
+            "tool": "rocprofv3",
+            "kernels": kernels,
+            "findings": findings(kernels, speedup, measured_ms, device_times=True),
         }
 
     def close(self) -> None:

@@ -37,8 +37,12 @@ def _host_measure(sync: Callable[[], None]) -> Callable[[Callable[[], object]], 
     return measure
 
 
-def make_timer(device: str) -> Timer:
-    """A timer for ``cpu`` (perf_counter) or ``cuda`` (events; ROCm maps them to HIP)."""
+def make_timer(device: str, flush_bytes: int = 0) -> Timer:
+    """A timer for ``cpu`` (perf_counter) or ``cuda`` (events; ROCm maps them to HIP).
+
+    ``flush_bytes`` overrides the size of the cache-flush buffer (AMD's MALL needs more than
+    twice the L2); by default it is twice the L2 and at least 256 MiB.
+    """
     if device == "cpu":
         return Timer("cpu_perf_counter", lambda: None, lambda: None, _host_measure(lambda: None))
     import torch
@@ -46,7 +50,8 @@ def make_timer(device: str) -> Timer:
     props = torch.cuda.get_device_properties(torch.cuda.current_device())
     l2 = int(getattr(props, "L2_cache_size", 0) or 0)
     # 2x the L2 (and at least 256 MiB so AMD's MALL / Infinity Cache is flushed too).
-    flush_buf = torch.empty(max(2 * l2, 256 << 20) // 4, dtype=torch.int32, device="cuda")
+    size = flush_bytes or max(2 * l2, 256 << 20)
+    flush_buf = torch.empty(size // 4, dtype=torch.int32, device="cuda")
     sync = torch.cuda.synchronize
 
     def flush() -> None:

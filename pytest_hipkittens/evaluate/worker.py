@@ -47,6 +47,7 @@ class Worker:
         self.candidate: Any = None
         self.device = "cpu"
         self.dtype = torch.float32
+        self.flush_bytes = 0
 
     # -- helpers ---------------------------------------------------------------------
     def _import(self, name: str, path: str) -> Any:
@@ -88,6 +89,7 @@ class Worker:
     def load(self, msg: dict) -> dict:
         self.device = msg.get("device", "cpu")
         self.dtype = DTYPES[msg.get("precision", "fp32")]
+        self.flush_bytes = int(msg.get("flush_bytes") or 0)
         if msg.get("threads"):
             torch.set_num_threads(int(msg["threads"]))
         self.problem = self._import("hk_problem", msg["problem"])
@@ -148,7 +150,7 @@ class Worker:
         ref = self._model(self.problem.Model, msg["init_seed"])
         new = self._model(self.candidate.ModelNew, msg["init_seed"])
         inputs = self._inputs(msg["seed"])
-        timer = make_timer(self.device)
+        timer = make_timer(self.device, self.flush_bytes)
         with torch.no_grad():
             ref_ms, new_ms = time_pair(
                 lambda: ref(*inputs),
@@ -247,14 +249,21 @@ def probe(argv: list[str]) -> int:
         return 2
     model = worker._model(worker.candidate.ModelNew, args.init_seed)
     inputs = worker._inputs(args.seed)
+    on_gpu = args.device != "cpu"
     with torch.no_grad():
         model(*inputs)
         worker._sync()
-        torch.cuda.profiler.start()
+        if on_gpu:
+            torch.cuda.profiler.start()
+        start = time.monotonic_ns()
         for _ in range(args.runs):
             model(*inputs)
         worker._sync()
-        torch.cuda.profiler.stop()
+        end = time.monotonic_ns()
+        if on_gpu:
+            torch.cuda.profiler.stop()
+    # For tools that trace everything (rocprofv3): which dispatches were the timed runs.
+    print(f"HK_PROBE_WINDOW {start} {end} {args.runs}", flush=True)
     return 0
 
 
