@@ -23,6 +23,7 @@ from .extract import extract_code
 from .llm import LLMError, LLMRequest, LLMResponse
 from .problems import Problem
 from .prompts import initial_prompt, reflection_prompt
+from .report import record_from_best
 from .session import HKSession
 
 #: How far a failed candidate got: reflection and "best" prefer the furthest.
@@ -94,25 +95,7 @@ class Outcome:
 
     def summary(self) -> dict[str, Any]:
         """Compact, JSON-able record for reports (crosses xdist on the test report)."""
-        t = self.best.get("timing") or {}
-        totals = self.best.get("totals") or {}
-        return {
-            "problem": self.problem,
-            "status": self.best.get("status"),
-            "category": self.best.get("category"),
-            "message": self.best.get("message"),
-            "speedup": t.get("speedup"),
-            "ref_ms": t.get("ref_ms"),
-            "new_ms": t.get("new_ms"),
-            "attempts_used": self.best.get("attempts_used"),
-            "solved_at_attempt": self.best.get("solved_at_attempt"),
-            "candidates": self.best.get("candidates"),
-            "tokens": totals.get("tokens"),
-            "cost_usd": totals.get("cost_usd"),
-            "cached": self.cached,
-            "backend": self.best.get("backend"),
-            "hardware": self.best.get("hardware"),
-        }
+        return record_from_best(self.best) | {"problem": self.problem, "cached": self.cached}
 
 
 def _sha(code: str) -> str:

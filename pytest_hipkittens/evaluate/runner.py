@@ -236,6 +236,19 @@ class Evaluator:
             flush_bytes=self.cfg.backend.flush_bytes,
         )
 
+    def _outputs(
+        self, worker: Worker, which: str, out_dir: Path, seeds: list[int]
+    ) -> dict[str, Any]:
+        """Have ``worker`` run the reference (``ref``) or the candidate (``new``) per seed."""
+        return worker.request(
+            self.cfg.run_timeout,
+            cmd="outputs",
+            which=which,
+            dir=str(out_dir),
+            seeds=seeds,
+            init_seed=self.cfg.seed,
+        )
+
     # -- reference -------------------------------------------------------------------
     def seeds(self) -> tuple[int, list[int]]:
         """Init seed and one input seed per correctness trial, derived from ``cfg.seed``."""
@@ -258,14 +271,7 @@ class Evaluator:
                 with worker, DEVICE_LOCK:
                     answer = self._load(worker, problem)
                     if answer.get("ok"):
-                        answer = worker.request(
-                            self.cfg.run_timeout,
-                            cmd="outputs",
-                            which="ref",
-                            dir=str(out_dir),
-                            seeds=seeds,
-                            init_seed=init_seed,
-                        )
+                        answer = self._outputs(worker, "ref", out_dir, seeds)
                     if answer.get("ok"):
                         work = worker.request(
                             self.cfg.run_timeout, cmd="work", seed=seeds[0], init_seed=init_seed
@@ -341,14 +347,7 @@ class Evaluator:
                     hw = worker.request(60, cmd="hardware")
                     self._hardware = hw.get("hardware", {}) if hw.get("ok") else {}
                 result["hardware"] = self._hardware
-                answer = worker.request(
-                    self.cfg.run_timeout,
-                    cmd="outputs",
-                    which="new",
-                    dir=str(out_dir),
-                    seeds=seeds,
-                    init_seed=init_seed,
-                )
+                answer = self._outputs(worker, "new", out_dir, seeds)
                 if not answer.get("ok"):
                     category = answer.get("category", "runtime_error")
                     status = "gpu_crash" if category == "gpu_crash" else "runtime_error"
