@@ -76,6 +76,15 @@ def load_prices(path: str) -> dict[str, tuple[float, float]]:
     return prices
 
 
+def _shard(text: str) -> tuple[int, int]:
+    from .scale import ScaleError, parse_shard
+
+    try:
+        return parse_shard(text)
+    except ScaleError as exc:
+        raise argparse.ArgumentTypeError(str(exc).split(": ", 1)[1]) from None
+
+
 def _seconds(text: str) -> float:
     try:
         value = float(text)
@@ -150,6 +159,13 @@ OPTIONS: list[tuple[str, dict[str, Any], str | None, str | None, str]] = [
         "string",
         None,
         "results tree (default: results/)",
+    ),
+    (
+        "--hk-shard",
+        {"dest": "hk_shard", "metavar": "I/N", "type": _shard},
+        None,
+        None,
+        "run shard I of N: a deterministic, balanced subset of the selected problems (multi-host runs)",
     ),
     (
         "--hk-redo",
@@ -397,6 +413,7 @@ def resolve_settings(config: pytest.Config) -> Settings:
         llm_concurrency=_or(_get(config, "hk_llm_concurrency", _positive), d.llm_concurrency),
         prices=load_prices(prices) if (prices := _get(config, "hk_prices")) else {},
         redo=bool(config.getoption("hk_redo", False)),
+        shard=config.getoption("hk_shard", None),
         verify_timing=bool(config.getoption("hk_verify_timing", False)),
         profile=profile,
         target_speedup=_or(_get(config, "hk_target_speedup", _speedup), d.target_speedup),

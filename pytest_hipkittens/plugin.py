@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from . import report
+from . import report, scale
 from .fixtures import OUTCOME_KEY, SESSION_KEY, hk_session, hk_solution
 from .options import add_options, resolve_settings
 from .problems import Problem, ProblemError, select
@@ -29,11 +29,71 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    """Resolve settings once (bad options fail here) and register the session plugin."""
-    config.stash[SESSION_KEY] = HKSession(resolve_settings(config))
+    """Resolve settings once (bad options fail here) and register the session plugin.
+
+    On an xdist worker, the device (or the cores) the controller assigned in
+    ``pytest_configure_node`` pin every evaluation subprocess this worker starts.
+    """
+    settings = resolve_settings(config)
+    workerinput = getattr(config, "workerinput", None)
+    if workerinput is not None:
+        settings.device_index = workerinput.get("hk_device")
+        settings.cpu_cores = workerinput.get("hk_cpu_cores")
+    config.stash[SESSION_KEY] = HKSession(settings)
+    workers = getattr(config.option, "numprocesses", None)
+    if (
+        workerinput is None
+        and isinstance(workers, int)
+        and workers > 0
+        and _runs_kernelbench(config)
+    ):
+        _check_layout(config.stash[SESSION_KEY], workers)
     config.pluginmanager.register(HKPlugin(config), "hipkittens-session")
     if config.pluginmanager.hasplugin("html") and not hasattr(config, "workerinput"):
         config.pluginmanager.register(report.HtmlHooks(), "hipkittens-html")
+
+
+def _runs_kernelbench(config: pytest.Config) -> bool:
+    """Whether this run is a benchmark run (the xdist hooks leave other projects alone)."""
+    return any("kernelbench" in str(a) for a in config.args) or bool(
+        config.getoption("hk_kernelbench_dir", None) or config.getoption("hk_range", None)
+    )
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_auto_num_workers(config: pytest.Config) -> int | None:
+    """``-n auto`` on a benchmark run: one worker per visible GPU (cpu: one per two cores)."""
+    if not _runs_kernelbench(config):
+        return None
+    import os
+
+    from .backends import get_backend
+
+    try:
+        backend = get_backend(config.getoption("hk_backend", None) or "auto")
+    except Exception:  # noqa: BLE001 - a bad backend is reported later, as a usage error
+        return None
+    count = 0
+    if backend.device != "cpu":
+        import torch
+
+        count = torch.cuda.device_count()
+    return scale.auto_workers(backend.name, count, len(os.sched_getaffinity(0)))
+
+
+def _check_layout(session: HKSession, workers: int) -> None:
+    """Refuse an xdist layout that would put two timing workers on one device."""
+    try:
+        backend = session.backend
+        if backend.device == "cpu":
+            scale.cpu_slice("gw0", workers)
+        else:
+            import torch
+
+            devices = scale.visible_devices(backend.visible_devices_var, torch.cuda.device_count())
+            scale.device_for("gw0", workers, devices)
+    except (scale.ScaleError, RuntimeError) as exc:
+        raise pytest.UsageError(str(exc).splitlines()[0]) from None
 
 
 class HKPlugin:
@@ -52,10 +112,37 @@ class HKPlugin:
             s = self.session.settings
             try:
                 self._problems = select(s.root, s.levels, s.spans)
+                if s.shard:
+                    chosen = scale.shard(self._problems, *s.shard)
+                    if not chosen:
+                        raise ProblemError(
+                            f"--hk-shard {s.shard[0]}/{s.shard[1]} selects no problem "
+                            f"(only {len(self._problems)} selected)"
+                        )
+                    self._problems = chosen
             except ProblemError as exc:
                 self.error = str(exc)
                 self._problems = []
         return self._problems
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_configure_node(self, node: Any) -> None:
+        """Controller side of xdist: give each worker its own GPU (or its own cores)."""
+        workerid = node.workerinput["workerid"]
+        workers = int(node.workerinput.get("workercount") or 1)
+        backend = self.session.backend
+        try:
+            if backend.device == "cpu":
+                node.workerinput["hk_cpu_cores"] = scale.cpu_slice(workerid, workers)
+            else:
+                import torch
+
+                devices = scale.visible_devices(
+                    backend.visible_devices_var, torch.cuda.device_count()
+                )
+                node.workerinput["hk_device"] = scale.device_for(workerid, workers, devices)
+        except scale.ScaleError as exc:
+            raise pytest.UsageError(str(exc)) from None
 
     def pytest_generate_tests(self, metafunc: pytest.Metafunc) -> None:
         """One item per problem, id ``levelN/<id>_<Name>`` (stable for -k, --lf, xdist)."""
@@ -80,10 +167,13 @@ class HKPlugin:
         rep = yield
         outcome = item.stash.get(OUTCOME_KEY, None)
         if outcome is not None and rep.when in ("call", "teardown"):
-            rep.hk = outcome.summary()
+            # Plain JSON data only: it crosses to the xdist controller with the report.
+            rep.hk = report.plain(outcome.summary())
             if rep.when == "call":
                 extras = getattr(rep, "extras", [])
-                rep.extras = extras + report.html_extras(rep.hk, outcome.best_code, outcome.best)
+                rep.extras = extras + report.plain(
+                    report.html_extras(rep.hk, outcome.best_code, outcome.best)
+                )
             elif (outcome.best.get("profile") or {}).get("findings"):
                 rep.sections.append(
                     ("hipkittens profile", "\n".join(outcome.best["profile"]["findings"]))

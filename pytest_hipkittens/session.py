@@ -70,6 +70,8 @@ class Settings:
     seed: int = 42
     build_jobs: int = 0  # 0: one per sample, capped by cores
     device_index: str | None = None
+    cpu_cores: list[int] | None = None
+    shard: tuple[int, int] | None = None
 
 
 class HKSession:
@@ -118,6 +120,8 @@ class HKSession:
             run_timeout=s.run_timeout,
             build_jobs=jobs,
             device_index=s.device_index,
+            cpu_cores=s.cpu_cores,
+            threads=len(s.cpu_cores) if s.cpu_cores else None,
         )
         return Evaluator(cfg)
 

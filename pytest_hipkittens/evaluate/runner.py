@@ -69,6 +69,8 @@ class EvalConfig:
     build_jobs: int = 2
     threads: int | None = None
     device_index: str | None = None
+    #: cores the worker processes may use (cpu backend under xdist: each worker its own)
+    cpu_cores: list[int] | None = None
     memory_bytes: int | None = None
     #: profile a correct-but-slower candidate in its evaluation worker (torch.profiler)
     profile_slow: bool = True
@@ -107,7 +109,7 @@ def cache_key(code: str, cfg: EvalConfig) -> str:
         "code": code_sha256(code),
         "backend": cfg.backend.describe(),
         "env": cfg.backend.env,
-        "torch": torch.__version__,
+        "torch": str(torch.__version__),
         "python": platform.python_version(),
         "cxx": compiler_id(os.environ.get("CXX", "c++")),
     }
@@ -165,7 +167,7 @@ def base_result(code: str | None, cfg: EvalConfig) -> dict[str, Any]:
         "code_sha256": code_sha256(code) if code else None,
         "versions": {
             "pytest_hipkittens": __version__,
-            "torch": torch.__version__,
+            "torch": str(torch.__version__),
             "python": platform.python_version(),
         },
         "build_seconds": None,
@@ -222,7 +224,13 @@ class Evaluator:
     def _spawn(self, tag: str, ext_dir: Path | None) -> tuple[Worker, Path]:
         run_dir = Path(tempfile.mkdtemp(prefix=f"{tag}-", dir=self.workdir))
         log = run_dir / "worker.log"
-        worker = Worker(log, self._env(ext_dir), memory_bytes=self.cfg.memory_bytes, cwd=run_dir)
+        worker = Worker(
+            log,
+            self._env(ext_dir),
+            memory_bytes=self.cfg.memory_bytes,
+            cwd=run_dir,
+            cpu_cores=self.cfg.cpu_cores,
+        )
         return worker, log
 
     def _load(self, worker: Worker, problem: Problem) -> dict[str, Any]:

@@ -55,12 +55,15 @@ def scrub_env(env: Mapping[str, str], patterns: Iterable[str] = SECRET_PATTERNS)
     }
 
 
-def _limits(memory_bytes: int | None) -> None:  # runs in the child before exec
+def _limits(memory_bytes: int | None, cpu_cores: list[int] | None = None) -> None:
+    """Runs in the child before exec: no core dumps, optional memory cap and core set."""
     import resource
 
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
     if memory_bytes:
         resource.setrlimit(resource.RLIMIT_AS, (memory_bytes, memory_bytes))
+    if cpu_cores:
+        os.sched_setaffinity(0, cpu_cores)
 
 
 class Worker:
@@ -73,6 +76,7 @@ class Worker:
         *,
         memory_bytes: int | None = None,
         cwd: Path | None = None,
+        cpu_cores: list[int] | None = None,
     ) -> None:
         self.log_path = log_path
         read_fd, write_fd = os.pipe()
@@ -90,7 +94,7 @@ class Worker:
             cwd=str(cwd) if cwd else None,
             pass_fds=(write_fd,),
             start_new_session=True,
-            preexec_fn=lambda: _limits(memory_bytes),
+            preexec_fn=lambda: _limits(memory_bytes, cpu_cores),
         )
         os.close(write_fd)
         self._reply = read_fd

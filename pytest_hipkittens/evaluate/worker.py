@@ -196,11 +196,18 @@ class Worker:
             "python": platform.python_version(),
             "cpu": platform.processor() or platform.machine(),
             "threads": torch.get_num_threads(),
+            "cpu_affinity": sorted(os.sched_getaffinity(0)),
+            "visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES")
+            or os.environ.get("HIP_VISIBLE_DEVICES"),
         }
         if self.device != "cpu" and torch.cuda.is_available():
             props = torch.cuda.get_device_properties(0)
             info["gpu"] = props.name
-            info["pci_bus_id"] = getattr(props, "pci_bus_id", None)
+            bus = getattr(props, "pci_bus_id", None)
+            if bus is not None:
+                domain = getattr(props, "pci_domain_id", 0) or 0
+                dev = getattr(props, "pci_device_id", 0) or 0
+                info["pci_bus_id"] = f"{domain:04x}:{bus:02x}:{dev:02x}.0"
             info["arch"] = getattr(props, "gcnArchName", None) or f"sm_{props.major}{props.minor}"
             info["cuda"] = torch.version.cuda
             info["hip"] = getattr(torch.version, "hip", None)
