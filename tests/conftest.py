@@ -16,6 +16,18 @@ import pytest
 
 pytest_plugins = ["pytester"]
 
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Warnings are errors in this project's own tests.
+
+    Set here and not as an ini ``filterwarnings`` because setup.cfg also configures the
+    benchmark run (``pytest kernelbench_tests``), where a third-party plugin's warning at
+    start-up (pytest-benchmark under xdist) must not become an INTERNALERROR.
+    """
+    for item in items:
+        item.add_marker(pytest.mark.filterwarnings("error"))
+
+
 REPO = Path(__file__).resolve().parent.parent
 
 

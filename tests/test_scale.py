@@ -53,7 +53,11 @@ def test_device_assignment() -> None:
     assert device_for("gw1", 2, ["4", "6"]) == "6"
     with pytest.raises(ScaleError, match="two workers would time on the same GPU"):
         device_for("gw0", 3, ["0", "1"])
-    assert auto_workers("cuda", 4, 64) == 4 and auto_workers("cpu", 0, 16) == 8 and auto_workers("cpu", 0, 1) == 1
+    assert (
+        auto_workers("cuda", 4, 64) == 4
+        and auto_workers("cpu", 0, 16) == 8
+        and auto_workers("cpu", 0, 1) == 1
+    )
 
 
 def test_cpu_slices_are_disjoint_and_complete() -> None:
@@ -77,18 +81,38 @@ def two_toys(tmp_path: Path) -> tuple[Path, Path]:
 
 def run(pytester: pytest.Pytester, root: Path, responses: Path, *extra: str) -> pytest.RunResult:
     return pytester.runpytest_subprocess(
-        "--kernelbench-dir", str(root), "--hk-responses", str(responses), "--backend", "cpu",
-        "--hk-samples", "1", "--hk-timing-trials", "5", "--hk-correctness-trials", "2",
-        "--hk-target-speedup", "0", "-p", "no:cacheprovider", *extra,
+        "--kernelbench-dir",
+        str(root),
+        "--hk-responses",
+        str(responses),
+        "--backend",
+        "cpu",
+        "--hk-samples",
+        "1",
+        "--hk-timing-trials",
+        "5",
+        "--hk-correctness-trials",
+        "2",
+        "--hk-target-speedup",
+        "0",
+        "-p",
+        "no:cacheprovider",
+        *extra,
     )
 
 
-def test_shard_option_selects_and_validates(pytester: pytest.Pytester, hk_env: Path, two_toys) -> None:
+def test_shard_option_selects_and_validates(
+    pytester: pytest.Pytester, hk_env: Path, two_toys
+) -> None:
     pytester.makepyfile(test_kernelbench=TEST_MODULE)
     root, _ = two_toys
-    first = pytester.runpytest("--kernelbench-dir", str(root), "--collect-only", "-q", "--hk-shard", "1/2")
+    first = pytester.runpytest(
+        "--kernelbench-dir", str(root), "--collect-only", "-q", "--hk-shard", "1/2"
+    )
     first.stdout.fnmatch_lines(["*level1/1_Scale*", "*1 test collected*"])
-    second = pytester.runpytest("--kernelbench-dir", str(root), "--collect-only", "-q", "--hk-shard", "2/2")
+    second = pytester.runpytest(
+        "--kernelbench-dir", str(root), "--collect-only", "-q", "--hk-shard", "2/2"
+    )
     second.stdout.fnmatch_lines(["*level1/2_Scale*", "*1 test collected*"])
     empty = pytester.runpytest("--kernelbench-dir", str(root), "--hk-shard", "3/3")
     assert empty.ret == pytest.ExitCode.USAGE_ERROR
@@ -110,14 +134,20 @@ def test_xdist_workers_split_the_cores(pytester: pytest.Pytester, hk_env: Path, 
     summary = json.loads((results / "summary.json").read_text())
     assert summary["problems"] == 2 and summary["solved"] == 2
     affinities = [
-        tuple(json.loads((results / "level1" / name / "best_result.json").read_text())["hardware"]["cpu_affinity"])
+        tuple(
+            json.loads((results / "level1" / name / "best_result.json").read_text())["hardware"][
+                "cpu_affinity"
+            ]
+        )
         for name in ("1_Scale", "2_Scale")
     ]
     assert all(len(a) == len(os.sched_getaffinity(0)) // 2 for a in affinities)
     result.stdout.fnmatch_lines(["*hipkittens benchmark*", "solved 2/2*"])
 
 
-def test_too_many_workers_is_a_usage_error(pytester: pytest.Pytester, hk_env: Path, two_toys) -> None:
+def test_too_many_workers_is_a_usage_error(
+    pytester: pytest.Pytester, hk_env: Path, two_toys
+) -> None:
     import os
 
     pytester.makepyfile(test_kernelbench=TEST_MODULE)
@@ -128,17 +158,33 @@ def test_too_many_workers_is_a_usage_error(pytester: pytest.Pytester, hk_env: Pa
     result.stderr.fnmatch_lines([f"ERROR: {n} xdist workers but * CPU core(s) for the cpu backend"])
 
 
-def test_merged_shards_equal_a_single_run(pytester: pytest.Pytester, hk_env: Path, two_toys, tmp_path: Path) -> None:
+def test_merged_shards_equal_a_single_run(
+    pytester: pytest.Pytester, hk_env: Path, two_toys, tmp_path: Path
+) -> None:
     pytester.makepyfile(test_kernelbench=TEST_MODULE)
     root, responses = two_toys
     single, shard1, shard2 = tmp_path / "single", tmp_path / "s1", tmp_path / "s2"
     run(pytester, root, responses, "--hk-results", str(single)).assert_outcomes(passed=2)
-    run(pytester, root, responses, "--hk-results", str(shard1), "--hk-shard", "1/2").assert_outcomes(passed=1)
-    run(pytester, root, responses, "--hk-results", str(shard2), "--hk-shard", "2/2").assert_outcomes(passed=1)
+    run(
+        pytester, root, responses, "--hk-results", str(shard1), "--hk-shard", "1/2"
+    ).assert_outcomes(passed=1)
+    run(
+        pytester, root, responses, "--hk-results", str(shard2), "--hk-shard", "2/2"
+    ).assert_outcomes(passed=1)
     merged = tmp_path / "merged"
     proc = subprocess.run(
-        [sys.executable, "-m", "pytest_hipkittens.cli.report", str(shard1), str(shard2), "--output", str(merged)],
-        capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "pytest_hipkittens.cli.report",
+            str(shard1),
+            str(shard2),
+            "--output",
+            str(merged),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert proc.returncode == 0, proc.stderr
     a = json.loads((single / "summary.json").read_text())

@@ -180,6 +180,20 @@ def fail(result: dict[str, Any], status: str, category: str, message: str, log: 
     return result
 
 
+def _repeats(previous: tuple[Any, Any], ref: Any, new: Any) -> bool:
+    """The candidate's output did not change although the reference's did: a cache."""
+    prev_ref, prev_new = previous
+    return (
+        compare_outputs(prev_new, new, 0.0, 0.0).ok
+        and not compare_outputs(prev_ref, ref, 0.0, 0.0).ok
+    )
+
+
+def _failure_status(category: str) -> str:
+    """Status for a worker's failed answer: rejections and GPU faults keep their own."""
+    return {"gpu_crash": "gpu_crash", "rejected": "rejected"}.get(category, "runtime_error")
+
+
 class _Candidate:
     """A candidate's worker between build and evaluation."""
 
@@ -205,6 +219,7 @@ class Evaluator:
         self._ref_lock = threading.Lock()
         self._hardware: dict[str, Any] | None = None
         self._work_cache: dict[str, dict[str, Any]] = {}
+        self._ref_flags: dict[str, dict[str, Any]] = {}
 
     # -- environment -----------------------------------------------------------------
     def _env(self, ext_dir: Path | None) -> dict[str, str]:
@@ -281,6 +296,7 @@ class Evaluator:
                     if answer.get("ok"):
                         answer = self._outputs(worker, "ref", out_dir, seeds)
                     if answer.get("ok"):
+                        self._ref_flags[problem.sha256()] = answer
                         work = worker.request(
                             self.cfg.run_timeout, cmd="work", seed=seeds[0], init_seed=init_seed
                         )
@@ -329,9 +345,11 @@ class Evaluator:
         if not answer.get("ok"):
             worker.close()
             category = answer.get("category", "runtime_error")
-            status = {"compile_error": "compile_error", "no_model_new": "rejected"}.get(
-                category, "runtime_error"
-            )
+            status = {
+                "compile_error": "compile_error",
+                "no_model_new": "rejected",
+                "rejected": "rejected",
+            }.get(category, "runtime_error")
             log_text = answer.get("log") or read_log(log)
             message = answer.get("message", "")
             if category == "compile_error":
@@ -356,13 +374,18 @@ class Evaluator:
                     self._hardware = hw.get("hardware", {}) if hw.get("ok") else {}
                 result["hardware"] = self._hardware
                 answer = self._outputs(worker, "new", out_dir, seeds)
+                if answer.get("ok"):
+                    reason = self._behaviour(problem, answer)
+                    if reason:
+                        return fail(result, "rejected", "rejected", reason)
                 if not answer.get("ok"):
                     category = answer.get("category", "runtime_error")
-                    status = "gpu_crash" if category == "gpu_crash" else "runtime_error"
+                    status = _failure_status(category)
                     return fail(
                         result, status, category, answer.get("message", ""), answer.get("log", "")
                     )
                 worst_abs = worst_rel = 0.0
+                previous: tuple[Any, Any] | None = None
                 for i, seed in enumerate(seeds):
                     ref = torch.load(ref_dir / f"ref_{seed}.pt", weights_only=True)
                     try:
@@ -375,9 +398,18 @@ class Evaluator:
                     result["correctness"].update(max_abs_err=worst_abs, max_rel_err=worst_rel)
                     if not cmp.ok:
                         result["correctness"]["passed"] = i
+                        if previous is not None and _repeats(previous, ref, new):
+                            return fail(
+                                result,
+                                "rejected",
+                                "rejected",
+                                f"trial {i + 1}: returned the previous call's output for new "
+                                "inputs (results cached across calls)",
+                            )
                         return fail(
                             result, "incorrect", "incorrect", f"trial {i + 1}: {cmp.message}"
                         )
+                    previous = (ref, new)
                 result["correctness"]["passed"] = len(seeds)
                 answer = worker.request(
                     self.cfg.run_timeout,
@@ -390,7 +422,7 @@ class Evaluator:
                 )
                 if not answer.get("ok"):
                     category = answer.get("category", "runtime_error")
-                    status = "gpu_crash" if category == "gpu_crash" else "runtime_error"
+                    status = _failure_status(category)
                     return fail(
                         result,
                         status,
@@ -459,6 +491,22 @@ class Evaluator:
             "kernels": kernels,
             "findings": findings(kernels, speedup, measured_ms, device_times=on_device),
         }
+
+    def _behaviour(self, problem: Problem, answer: dict[str, Any]) -> str | None:
+        """Reason to reject what the candidate did while computing its outputs, if any.
+
+        Mutating inputs or returning a view of an input is only held against a candidate
+        whose reference does not do the same.
+        """
+        ref = self._ref_flags.get(problem.sha256(), {})
+        if answer.get("threads_left"):
+            names = ", ".join(answer["threads_left"][:3])
+            return f"forward left threads running after it returned ({names}): work outside the timed region"
+        if answer.get("mutates_inputs") and not ref.get("mutates_inputs"):
+            return "forward modifies its input tensors (the reference does not)"
+        if answer.get("aliases_input") and not ref.get("aliases_input"):
+            return "output shares memory with an input (the reference's does not)"
+        return None
 
     def evaluate_pairs(self, pairs: Sequence[tuple[Problem, str]]) -> list[dict[str, Any]]:
         """Build every (problem, code) concurrently, then verify and time them one by one.

@@ -17,6 +17,7 @@ import importlib.util
 import json
 import os
 import sys
+import threading
 import time
 import traceback
 from pathlib import Path
@@ -28,6 +29,42 @@ import torch
 _perf_counter = time.perf_counter
 _torch_save = torch.save
 _manual_seed = torch.manual_seed
+_active_threads = threading.enumerate
+
+#: What the timing and checking code relies on; a candidate that rebinds any is rejected.
+HARNESS_FUNCTIONS: dict[str, tuple[Any, str, Any]] = {
+    "time.perf_counter": (time, "perf_counter", time.perf_counter),
+    "time.monotonic_ns": (time, "monotonic_ns", time.monotonic_ns),
+    "torch.manual_seed": (torch, "manual_seed", torch.manual_seed),
+    "torch.save": (torch, "save", torch.save),
+    "torch.equal": (torch, "equal", torch.equal),
+    "torch.cuda.synchronize": (torch.cuda, "synchronize", torch.cuda.synchronize),
+    "torch.cuda.Event": (torch.cuda, "Event", torch.cuda.Event),
+    "torch.nn.Module.__call__": (torch.nn.Module, "__call__", torch.nn.Module.__call__),
+}
+
+
+def tampered() -> list[str]:
+    """Harness functions that no longer are what they were before candidate code ran."""
+    return [
+        name
+        for name, (owner, attr, orig) in HARNESS_FUNCTIONS.items()
+        if getattr(owner, attr, None) is not orig
+    ]
+
+
+def _rejected(message: str) -> dict:
+    return {"ok": False, "category": "rejected", "message": message}
+
+
+def _same(a: torch.Tensor, b: torch.Tensor) -> bool:
+    """Bit-for-bit equal, NaN included (torch.equal says NaN != NaN)."""
+    if a.shape != b.shape or a.dtype != b.dtype:
+        return False
+    if a.is_floating_point() or a.is_complex():
+        return bool(((a == b) | (torch.isnan(a) & torch.isnan(b))).all())
+    return torch.equal(a, b)
+
 
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 GPU_ERROR_MARKERS = (
@@ -118,20 +155,67 @@ class Worker:
                 "category": "no_model_new",
                 "message": "candidate defines no ModelNew",
             }
+        if tampered():
+            return _rejected(f"candidate replaced harness function(s): {', '.join(tampered())}")
         return {"ok": True, "seconds": _perf_counter() - t0}
 
     def outputs(self, msg: dict) -> dict:
-        """Run the reference (``which=ref``) or the candidate on each trial's inputs."""
+        """Run the reference (``which=ref``) or the candidate on each trial's inputs.
+
+        The first trial's input tensors are reused: later trials refill the same buffers with
+        the next seed's values, so an implementation that caches results by pointer or shape
+        returns stale outputs and fails the comparison. Each call is also watched for
+        mutating its inputs, returning a view of an input, and leaving threads running.
+        """
         which = msg["which"]
         out_dir = Path(msg["dir"])
         cls = self.problem.Model if which == "ref" else self.candidate.ModelNew
         model = self._model(cls, msg["init_seed"])
         files = []
+        flags = {"mutates_inputs": False, "aliases_input": False, "threads_left": []}
+        buffers: list[Any] | None = None
         with torch.no_grad():
             for seed in msg["seeds"]:
-                inputs = self._inputs(seed)
+                fresh = self._inputs(seed)
+                if buffers is None:
+                    buffers = fresh
+                else:
+                    for buf, new in zip(buffers, fresh, strict=False):
+                        if (
+                            isinstance(buf, torch.Tensor)
+                            and isinstance(new, torch.Tensor)
+                            and buf.shape == new.shape
+                        ):
+                            buf.copy_(new)
+                    buffers = [
+                        b if isinstance(b, torch.Tensor) else n
+                        for b, n in zip(buffers, fresh, strict=False)
+                    ]
+                inputs = buffers
+                pristine = [t.clone() if isinstance(t, torch.Tensor) else None for t in inputs]
+                threads_before = {t.ident for t in _active_threads()}
                 out = model(*inputs)
                 self._sync()
+                alive = [
+                    t.name
+                    for t in _active_threads()
+                    if t.ident not in threads_before and t.is_alive()
+                ]
+                flags["threads_left"] = sorted(set(flags["threads_left"]) | set(alive))
+                outs = out if isinstance(out, (list, tuple)) else [out]
+                in_ptrs = {
+                    t.untyped_storage().data_ptr() for t in inputs if isinstance(t, torch.Tensor)
+                }
+                if any(
+                    isinstance(o, torch.Tensor) and o.untyped_storage().data_ptr() in in_ptrs
+                    for o in outs
+                ):
+                    flags["aliases_input"] = True
+                if any(
+                    p is not None and not _same(p, t)
+                    for p, t in zip(pristine, inputs, strict=False)
+                ):
+                    flags["mutates_inputs"] = True
                 if isinstance(out, torch.Tensor):
                     out = out.detach().cpu().clone()
                 elif isinstance(out, (list, tuple)):
@@ -141,8 +225,10 @@ class Worker:
                 path = out_dir / f"{which}_{seed}.pt"
                 _torch_save(out, path)
                 files.append(str(path))
-                del inputs, out
-        return {"ok": True, "files": files}
+                del out, pristine
+        if which == "new" and tampered():
+            return _rejected(f"candidate replaced harness function(s): {', '.join(tampered())}")
+        return {"ok": True, "files": files, **flags}
 
     def time(self, msg: dict) -> dict:
         from .timing import make_timer, time_pair
@@ -159,6 +245,10 @@ class Worker:
                 warmup=msg.get("warmup", 3),
                 trials=msg.get("trials", 30),
                 budget_s=msg.get("budget_s", 10.0),
+            )
+        if tampered():
+            return _rejected(
+                f"candidate replaced harness function(s) while timed: {', '.join(tampered())}"
             )
         return {"ok": True, "ref_ms": ref_ms, "new_ms": new_ms, "method": timer.method}
 
