@@ -21,7 +21,7 @@ from pytest_hipkittens.scale import (
 )
 
 from .conftest import SCALE_PROBLEM, fenced, python_candidate, write_problem
-from .test_plugin import TEST_MODULE, responses_for
+from .test_plugin import TEST_MODULE, responses_for, run_toy
 
 
 def problems(n: int) -> list[Problem]:
@@ -80,25 +80,7 @@ def two_toys(tmp_path: Path) -> tuple[Path, Path]:
 
 
 def run(pytester: pytest.Pytester, root: Path, responses: Path, *extra: str) -> pytest.RunResult:
-    return pytester.runpytest_subprocess(
-        "--kernelbench-dir",
-        str(root),
-        "--hk-responses",
-        str(responses),
-        "--backend",
-        "cpu",
-        "--hk-samples",
-        "1",
-        "--hk-timing-trials",
-        "5",
-        "--hk-correctness-trials",
-        "2",
-        "--hk-target-speedup",
-        "0",
-        "-p",
-        "no:cacheprovider",
-        *extra,
-    )
+    return run_toy(pytester, root, responses, "--hk-target-speedup", "0", *extra)
 
 
 def test_shard_option_selects_and_validates(
