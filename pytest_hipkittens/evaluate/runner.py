@@ -46,6 +46,9 @@ STATUSES = (
     "rejected",
 )
 
+#: Reference outputs up to this size are held in the pytest process, not in files.
+REF_MEMORY_LIMIT = 1 << 30
+
 #: One evaluation at a time per process: under xdist each worker owns one device.
 DEVICE_LOCK = threading.Lock()
 
@@ -216,6 +219,8 @@ class Evaluator:
         self.workdir = workdir
         self.workdir.mkdir(parents=True, exist_ok=True)
         self._refs: dict[str, tuple[Path, list[int]]] = {}
+        #: reference outputs held in this process (their files deleted) when they are small
+        self._ref_memory: dict[tuple[str, int], Any] = {}
         self._ref_lock = threading.Lock()
         self._hardware: dict[str, Any] | None = None
         self._work_cache: dict[str, dict[str, Any]] = {}
@@ -309,8 +314,32 @@ class Evaluator:
                 raise ReferenceFailed(
                     f"{problem.key}: reference model failed: {answer.get('message')}"
                 )
+            self._keep_in_memory(key, out_dir, seeds)
             self._refs[key] = (out_dir, seeds)
             return self._refs[key]
+
+    def _keep_in_memory(self, key: str, out_dir: Path, seeds: list[int]) -> None:
+        """Move small reference outputs into this process and delete their files.
+
+        Candidate workers run as the same user and could read files; what only this
+        process holds, they cannot. Outputs above REF_MEMORY_LIMIT stay on disk.
+        """
+        import torch
+
+        files = [out_dir / f"ref_{seed}.pt" for seed in seeds]
+        if sum(f.stat().st_size for f in files) > REF_MEMORY_LIMIT:
+            return
+        for seed, f in zip(seeds, files, strict=True):
+            self._ref_memory[(key, seed)] = torch.load(f, weights_only=True)
+            f.unlink()
+
+    def _ref_output(self, problem: Problem, ref_dir: Path, seed: int) -> Any:
+        import torch
+
+        held = self._ref_memory.get((ref_dir.name, seed))
+        return (
+            held if held is not None else torch.load(ref_dir / f"ref_{seed}.pt", weights_only=True)
+        )
 
     # -- candidates ------------------------------------------------------------------
     def _build(self, problem: Problem, code: str) -> _Candidate:
@@ -387,7 +416,7 @@ class Evaluator:
                 worst_abs = worst_rel = 0.0
                 previous: tuple[Any, Any] | None = None
                 for i, seed in enumerate(seeds):
-                    ref = torch.load(ref_dir / f"ref_{seed}.pt", weights_only=True)
+                    ref = self._ref_output(problem, ref_dir, seed)
                     try:
                         new = torch.load(out_dir / f"new_{seed}.pt", weights_only=True)
                     except Exception as exc:  # noqa: BLE001 - candidate returned junk
