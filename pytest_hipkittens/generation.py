@@ -190,22 +190,6 @@ def solve(session: HKSession, problem: Problem, progress: Progress | None = None
             break
         if attempt == s.attempts:
             break
-        if (
-            top.get("category") == "slower"
-            and s.profile != "never"
-            and top_code
-            and not top.get("profile")
-        ):
-            say("profiling", attempt, top["sample"])
-            _attach_profile(session, problem, top, top_code)
-            seen[_sha(top_code)]["profile"] = top["profile"]  # a repeat needs no new profile
-            store.write_candidate(
-                top["index"],
-                prompt=prompt,
-                response=answers[top["sample"] - 1].text,
-                code=top_code,
-                result=top,
-            )
         prompt = reflection_prompt(first, top_code, top, session.prompts.reflection_hints, attempt)
     assert best is not None
     totals["wall_s"] = time.monotonic() - t_start

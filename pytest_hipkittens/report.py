@@ -191,10 +191,6 @@ def html_extras(
     return out
 
 
-def dumps(obj: Any) -> str:
-    return json.dumps(obj, indent=2, default=str)
-
-
 def plain(obj: Any) -> Any:
     """``obj`` as plain JSON types (str subclasses, paths, … become str) for xdist transport."""
     return json.loads(json.dumps(obj, default=str))

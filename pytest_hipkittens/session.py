@@ -13,7 +13,6 @@ import functools
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from .backends import Backend, get_backend
 from .evaluate import EvalConfig, Evaluator
@@ -120,6 +119,7 @@ class HKSession:
             run_timeout=s.run_timeout,
             build_jobs=jobs,
             device_index=s.device_index,
+            profile_slow=s.profile != "never",
             cpu_cores=s.cpu_cores,
             threads=len(s.cpu_cores) if s.cpu_cores else None,
         )
@@ -140,14 +140,3 @@ class HKSession:
     def close(self) -> None:
         if "evaluator" in self.__dict__:
             self.evaluator.close()
-
-    def describe(self) -> dict[str, Any]:
-        s = self.settings
-        return {
-            "problems": str(s.root),
-            "backend": self.backend.name if "backend" in self.__dict__ else s.backend,
-            "llm": s.llm,
-            "attempts": s.attempts,
-            "samples": s.samples,
-            "results": str(s.results),
-        }

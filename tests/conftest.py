@@ -122,3 +122,23 @@ def repo_prompts(tmp_path: Path) -> Path:
     dest = tmp_path / "prompts"
     shutil.copytree(REPO / "prompts", dest)
     return dest
+
+
+@pytest.fixture
+def evaluator(tmp_path: Path):
+    """A cpu Evaluator with small trial counts and short timeouts, in the test's tmp dir."""
+    from pytest_hipkittens.backends import get_backend
+    from pytest_hipkittens.evaluate import EvalConfig, Evaluator
+
+    cfg = EvalConfig(
+        backend=get_backend("cpu"),
+        build_cache=tmp_path / "cache",
+        correctness_trials=3,
+        timing_trials=5,
+        timing_budget_s=1.0,
+        build_timeout=30,
+        run_timeout=30,
+    )
+    ev = Evaluator(cfg, tmp_path / "work")
+    yield ev
+    ev.close()

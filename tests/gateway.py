@@ -104,3 +104,14 @@ def serve(
         server.shutdown()
         server.server_close()
         thread.join(timeout=5)
+
+
+@contextmanager
+def serve_for_plugin(
+    monkeypatch, script: list[tuple[Any, Any]], default: tuple[Any, Any] | None = None
+) -> Iterator[Gateway]:
+    """``serve`` plus the environment the plugin reads (gateway key and URL)."""
+    with serve(script, default) as gw:
+        monkeypatch.setenv("LLM_GATEWAY_KEY", "sk-loopback")
+        monkeypatch.setenv("LLM_GATEWAY_URL", gw.url)
+        yield gw

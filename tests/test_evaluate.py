@@ -7,29 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from pytest_hipkittens.backends import get_backend
-from pytest_hipkittens.evaluate import EvalConfig, Evaluator, ReferenceFailed
+from pytest_hipkittens.evaluate import Evaluator, ReferenceFailed
 from pytest_hipkittens.evaluate.runner import first_error, trim_log
 from pytest_hipkittens.evaluate.sandbox import scrub_env
 from pytest_hipkittens.problems import load_problem_file
 
 from .conftest import SCALE_PROBLEM, python_candidate, write_problem
-
-
-@pytest.fixture
-def evaluator(tmp_path: Path):
-    cfg = EvalConfig(
-        backend=get_backend("cpu"),
-        build_cache=tmp_path / "cache",
-        correctness_trials=3,
-        timing_trials=5,
-        timing_budget_s=1.0,
-        build_timeout=20,
-        run_timeout=20,
-    )
-    ev = Evaluator(cfg, tmp_path / "work")
-    yield ev
-    ev.close()
 
 
 @pytest.fixture

@@ -276,16 +276,14 @@ def test_missing_recordings_fail_the_item_not_the_session(
 def test_openai_gateway_flow(
     kb: pytest.Pytester, toy_kb: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from .gateway import serve
+    from .gateway import serve_for_plugin
 
     script = [
         (429, None),
         ("ok", fenced(python_candidate("x + 1"))),
         ("ok", fenced(python_candidate("x * self.factor"))),
     ]
-    with serve(script) as gw:
-        monkeypatch.setenv("LLM_GATEWAY_KEY", "sk-loopback")
-        monkeypatch.setenv("LLM_GATEWAY_URL", gw.url)
+    with serve_for_plugin(monkeypatch, script) as gw:
         result = run_toy(
             kb,
             toy_kb,
@@ -344,12 +342,12 @@ def test_results_dir_option(kb: pytest.Pytester, toy_kb: Path, tmp_path: Path) -
 def test_gateway_failure_errors_the_item_and_keeps_earlier_attempts(
     kb: pytest.Pytester, toy_kb: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from .gateway import serve
+    from .gateway import serve_for_plugin
 
     # Attempt 1 answers (incorrect); every later request fails with 500 until retries run out.
-    with serve([("ok", fenced(python_candidate("x * 2.0")))], default=(500, None)) as gw:
-        monkeypatch.setenv("LLM_GATEWAY_KEY", "sk-loopback")
-        monkeypatch.setenv("LLM_GATEWAY_URL", gw.url)
+    with serve_for_plugin(
+        monkeypatch, [("ok", fenced(python_candidate("x * 2.0")))], default=(500, None)
+    ) as gw:
         result = run_toy(kb, toy_kb, tmp_path, "--llm", "openai", "--hk-llm-retries", "1")
     result.assert_outcomes(errors=1)
     result.stdout.fnmatch_lines(["*LLM (openai): gateway answered HTTP 500 after retries*"])
@@ -362,13 +360,11 @@ def test_gateway_failure_errors_the_item_and_keeps_earlier_attempts(
 def test_prices_file_drives_cost(
     kb: pytest.Pytester, toy_kb: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from .gateway import serve
+    from .gateway import serve_for_plugin
 
     prices = tmp_path / "prices.json"
     prices.write_text(json.dumps({"tiny": [2.0, 10.0]}))
-    with serve([("ok", fenced(python_candidate("x * self.factor")))]) as gw:
-        monkeypatch.setenv("LLM_GATEWAY_KEY", "sk-loopback")
-        monkeypatch.setenv("LLM_GATEWAY_URL", gw.url)
+    with serve_for_plugin(monkeypatch, [("ok", fenced(python_candidate("x * self.factor")))]):
         result = run_toy(
             kb,
             toy_kb,
