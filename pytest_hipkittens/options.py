@@ -308,6 +308,55 @@ OPTIONS: list[tuple[str, dict[str, Any], str | None, str | None, str]] = [
         "random inputs each candidate must match the reference on (default: 5)",
     ),
     (
+        "--hk-progress",
+        {"dest": "hk_progress", "choices": ("auto", "rich", "plain", "off")},
+        "string",
+        None,
+        "live stage line per problem: rich on a terminal, plain in logs (auto), or off (default: auto)",
+    ),
+    (
+        "--hk-precision",
+        {"dest": "hk_precision", "choices": ("fp32", "fp16", "bf16")},
+        "string",
+        "HK_PRECISION",
+        "cast reference, candidate and inputs like KernelBench's precision option; tolerance 1e-4 fp32, 1e-2 fp16/bf16 (default: fp32)",
+    ),
+    (
+        "--hk-allow-torch-ops",
+        {"dest": "hk_allow_torch_ops", "action": "store_true"},
+        "bool",
+        "HK_ALLOW_TORCH_OPS",
+        "accept forwards whose work PyTorch's own ops do (baselines; default: rejected)",
+    ),
+    (
+        "--hk-forbid-libraries",
+        {"dest": "hk_forbid_libraries", "action": "store_true"},
+        "bool",
+        None,
+        "reject kernels whose own code calls cuBLAS, hipBLASLt, rocBLAS, cuDNN, MIOpen (default: allowed, recorded as uses_library)",
+    ),
+    (
+        "--hk-max-speedup",
+        {"dest": "hk_max_speedup", "metavar": "X", "type": _speedup},
+        "string",
+        None,
+        "re-verify and flag speedups above X (0: never; default: 10)",
+    ),
+    (
+        "--hk-compile-baseline",
+        {"dest": "hk_compile_baseline", "action": "store_true"},
+        "bool",
+        None,
+        "also time torch.compile of the reference: a second speedup column (default: off)",
+    ),
+    (
+        "--hk-secret-env",
+        {"dest": "hk_secret_env", "metavar": "PATTERN", "action": "append"},
+        "linelist",
+        None,
+        "more environment variables (fnmatch patterns) kept from generated code, besides *_KEY, *_TOKEN, *_SECRET, …",
+    ),
+    (
         "--hk-timing-trials",
         {"dest": "hk_timing_trials", "metavar": "N", "type": _positive},
         "string",
@@ -346,6 +395,12 @@ def _get(config: pytest.Config, dest: str, conv: Callable[[str], Any] = str) -> 
         return conv(str(raw))
     except (argparse.ArgumentTypeError, ValueError) as exc:
         raise pytest.UsageError(f"{dest}: {exc}") from None
+
+
+def _flag(config: pytest.Config, dest: str) -> bool:
+    """A boolean option: CLI flag, else ini (true/false), else environment (1/true/yes)."""
+    value = _get(config, dest, str)
+    return value is True or str(value).strip().lower() in ("1", "true", "yes", "on")
 
 
 def _or(value: Any, default: Any) -> Any:
@@ -424,4 +479,13 @@ def resolve_settings(config: pytest.Config) -> Settings:
             _get(config, "hk_correctness_trials", _positive), d.correctness_trials
         ),
         timing_trials=_or(_get(config, "hk_timing_trials", _positive), d.timing_trials),
+        precision=_or(_get(config, "hk_precision"), d.precision),
+        progress=_or(_get(config, "hk_progress"), d.progress),
+        allow_torch_ops=_flag(config, "hk_allow_torch_ops"),
+        forbid_libraries=_flag(config, "hk_forbid_libraries"),
+        max_speedup=_or(_get(config, "hk_max_speedup", _speedup), d.max_speedup),
+        compile_baseline=_flag(config, "hk_compile_baseline"),
+        secret_env=tuple(
+            config.getoption("hk_secret_env", None) or config.getini("hk_secret_env") or ()
+        ),
     )

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from .backends import Backend, get_backend
 from .evaluate import EvalConfig, Evaluator
+from .evaluate.sandbox import SECRET_PATTERNS
 from .llm import DEFAULT_RESPONSES, KEY_ENV, LLMClient, OpenAIClient, ReplayClient
 from .problems import Problem
 from .prompts import PromptConfig, load_config
@@ -61,6 +62,13 @@ class Settings:
     profile: str = "slow"
     target_speedup: float = 1.0
     precision: str = "fp32"
+    progress: str = "auto"
+    allow_torch_ops: bool = False
+    forbid_libraries: bool = False
+    max_speedup: float = 10.0
+    compile_baseline: bool = False
+    #: extra secret-variable patterns, on top of the sandbox's defaults
+    secret_env: tuple[str, ...] = ()
     build_timeout: float = 900.0
     run_timeout: float = 300.0
     build_cache: Path = field(default_factory=default_build_cache)
@@ -122,6 +130,11 @@ class HKSession:
             profile_slow=s.profile != "never",
             cpu_cores=s.cpu_cores,
             threads=len(s.cpu_cores) if s.cpu_cores else None,
+            allow_torch_ops=s.allow_torch_ops,
+            forbid_libraries=s.forbid_libraries,
+            max_speedup=s.max_speedup,
+            compile_baseline=s.compile_baseline,
+            secret_patterns=SECRET_PATTERNS + s.secret_env,
         )
         return Evaluator(cfg)
 

@@ -53,6 +53,8 @@ def hk_env(monkeypatch: pytest.MonkeyPatch, build_cache: Path) -> Path:
     ):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("HK_BUILD_CACHE", str(build_cache))
+    # The toy candidates are pure-Python stand-ins for kernels (no C++ build: fast).
+    monkeypatch.setenv("HK_ALLOW_TORCH_OPS", "1")
     return build_cache
 
 
@@ -138,7 +140,40 @@ def evaluator(tmp_path: Path):
         timing_budget_s=1.0,
         build_timeout=30,
         run_timeout=30,
+        allow_torch_ops=True,  # pure-Python stand-ins; tests of that check switch it off
     )
     ev = Evaluator(cfg, tmp_path / "work")
     yield ev
     ev.close()
+
+
+def html_report(path: Path) -> dict:
+    """What a pytest-html report holds: per-test rows and extras, and the summary plots.
+
+    pytest-html 4 keeps the results in a JSON blob in the page; the columns this plugin adds
+    are the ``col-hk*`` cells of each row.
+    """
+    import html as htmllib
+    import json
+    import re
+
+    text = path.read_text(encoding="utf-8")
+    blob = re.search(r'data-jsonblob="([^"]*)"', text)
+    assert blob, "no pytest-html data blob"
+    data = json.loads(htmllib.unescape(blob.group(1)))
+    rows = {}
+    for nodeid, reports in data["tests"].items():
+        cells = {}
+        for cell in reports[-1]["resultsTableRow"]:
+            m = re.match(r'<td class="col-(\w+)"[^>]*>(.*)</td>', cell, re.S)
+            if m:
+                cells[m.group(1)] = htmllib.unescape(m.group(2))
+        extras = [
+            e.get("name") or e.get("format_type") for r in reports for e in r.get("extras", [])
+        ]
+        rows[nodeid.split("[", 1)[-1].rstrip("]")] = {"cells": cells, "extras": extras}
+    return {
+        "text": text,
+        "rows": rows,
+        "plots": re.findall(r'<img alt="([^"]+)"[^>]*src="data:image/png;base64,', text),
+    }

@@ -41,6 +41,26 @@ def main(argv: list[str] | None = None) -> int:
         metavar="DIR",
         help="build cache (default: ~/.cache/pytest-hipkittens/builds)",
     )
+    parser.add_argument(
+        "--allow-torch-ops",
+        action="store_true",
+        help="accept a forward whose work PyTorch's own ops do (default: rejected)",
+    )
+    parser.add_argument(
+        "--forbid-libraries",
+        action="store_true",
+        help="reject kernels calling cuBLAS/hipBLASLt/rocBLAS/cuDNN/MIOpen (default: recorded)",
+    )
+    parser.add_argument(
+        "--max-speedup",
+        type=float,
+        default=10.0,
+        metavar="X",
+        help="re-verify and flag speedups above X (0: never; default: 10)",
+    )
+    parser.add_argument(
+        "--compile-baseline", action="store_true", help="also time torch.compile's reference"
+    )
     args = parser.parse_args(argv)
 
     from ..backends import BackendError, get_backend
@@ -74,6 +94,10 @@ def main(argv: list[str] | None = None) -> int:
         build_timeout=args.build_timeout,
         run_timeout=args.run_timeout,
         build_jobs=1,
+        allow_torch_ops=args.allow_torch_ops,
+        forbid_libraries=args.forbid_libraries,
+        max_speedup=args.max_speedup,
+        compile_baseline=args.compile_baseline,
     )
     evaluator = Evaluator(cfg)
     try:

@@ -23,8 +23,8 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,7 +33,9 @@ from .. import __version__
 from ..backends import Backend
 from ..problems import Problem, ProblemError, top_level_names
 from .compare import TOLERANCES, compare_outputs
-from .sandbox import Worker, WorkerDied, read_log, scrub_env
+from .plausibility import implausible
+from .sandbox import SECRET_PATTERNS, Worker, WorkerDied, read_log, scrub_env
+from .static import torch_fallback, uses_library
 from .timing import summarize
 
 STATUSES = (
@@ -51,6 +53,13 @@ REF_MEMORY_LIMIT = 1 << 30
 
 #: One evaluation at a time per process: under xdist each worker owns one device.
 DEVICE_LOCK = threading.Lock()
+
+#: Share of the forward's time PyTorch's own compute ops may take before it is not a kernel.
+MAX_TORCH_SHARE = 0.5
+
+
+#: Progress callback: (stage, candidate number or count).
+Stage = Callable[[str, int], None]
 
 
 class ReferenceFailed(RuntimeError):
@@ -80,6 +89,18 @@ class EvalConfig:
     atol: float | None = None
     rtol: float | None = None
     extra_env: dict[str, str] = field(default_factory=dict)
+    #: accept forwards whose work PyTorch's own ops do (baselines, the project's tests)
+    allow_torch_ops: bool = False
+    #: reject candidates whose own code calls cuBLAS/hipBLASLt/rocBLAS/… (else recorded)
+    forbid_libraries: bool = False
+    #: speedups above this are re-verified and flagged (0: never)
+    max_speedup: float = 10.0
+    #: also time ``torch.compile`` of the reference: a second speedup column
+    compile_baseline: bool = False
+    #: serve torch's extension headers precompiled to the host compiler (evaluate/pch.py)
+    pch: bool = True
+    #: environment variables never handed to a worker (fnmatch patterns)
+    secret_patterns: tuple[str, ...] = SECRET_PATTERNS
 
     @property
     def tolerance(self) -> tuple[float, float]:
@@ -98,6 +119,30 @@ def compiler_id(cxx: str) -> str:
         return out.stdout.splitlines()[0] if out.stdout else cxx
     except (OSError, subprocess.SubprocessError):
         return cxx
+
+
+@functools.lru_cache(maxsize=4)
+def pch_env(folder: Path, cxx: str) -> dict[str, str]:
+    """Environment that routes host compiles through the PCH wrapper (evaluate/pch.py)."""
+    import torch
+
+    real = shutil.which(cxx) or cxx
+    script = folder / "bin" / "c++"
+    text = f'#!/bin/sh\nexec {sys.executable} -m pytest_hipkittens.evaluate.pch "$@"\n'
+    if not script.is_file() or script.read_text(encoding="utf-8") != text:
+        script.parent.mkdir(parents=True, exist_ok=True)
+        tmp = script.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(text, encoding="utf-8")
+        tmp.chmod(0o755)
+        os.replace(tmp, script)
+    header = Path(torch.__file__).parent / "include" / "torch" / "extension.h"
+    stamp = int(header.stat().st_mtime) if header.exists() else 0
+    return {
+        "CXX": str(script),
+        "HK_REAL_CXX": real,
+        "HK_PCH_DIR": str(folder),
+        "HK_PCH_TAG": f"{torch.__version__}-{platform.python_version()}-{stamp}",
+    }
 
 
 def code_sha256(code: str) -> str:
@@ -228,7 +273,7 @@ class Evaluator:
 
     # -- environment -----------------------------------------------------------------
     def _env(self, ext_dir: Path | None) -> dict[str, str]:
-        env = scrub_env(os.environ)
+        env = scrub_env(os.environ, self.cfg.secret_patterns)
         env.update(self.cfg.backend.env)
         env.update(self.cfg.backend.pin_env(self.cfg.device_index))
         env.update(self.cfg.extra_env)
@@ -239,6 +284,8 @@ class Evaluator:
             env["OMP_NUM_THREADS"] = str(self.cfg.threads)
         if ext_dir is not None:
             env["TORCH_EXTENSIONS_DIR"] = str(ext_dir)
+        if self.cfg.pch and self.cfg.backend.name in ("cpu", "cuda"):
+            env.update(pch_env(self.cfg.build_cache / "pch", env.get("CXX") or "c++"))
         return env
 
     def _spawn(self, tag: str, ext_dir: Path | None) -> tuple[Worker, Path]:
@@ -306,6 +353,14 @@ class Evaluator:
                             self.cfg.run_timeout, cmd="work", seed=seeds[0], init_seed=init_seed
                         )
                         self._work_cache[problem.sha256()] = work if work.get("ok") else {}
+                        ops = worker.request(
+                            self.cfg.run_timeout,
+                            cmd="audit",
+                            which="ref",
+                            seed=seeds[0],
+                            init_seed=init_seed,
+                        )
+                        answer["ref_ops"] = [r["op"] for r in ops.get("torch_ops", [])]
             except WorkerDied as exc:
                 raise ReferenceFailed(
                     f"{problem.key}: reference model {exc}: {read_log(log, 500)}"
@@ -353,6 +408,15 @@ class Evaluator:
         if "ModelNew" not in names:
             fail(result, "rejected", "no_model_new", "candidate defines no class ModelNew")
             return _Candidate(code, result, None, Path())
+        result["uses_library"] = uses_library(code)
+        reason = torch_fallback(code)
+        if reason is None and self.cfg.forbid_libraries and result["uses_library"]:
+            reason = (
+                f"calls {', '.join(result['uses_library'])} (vendor libraries are forbidden "
+                "in this run: --hk-forbid-libraries)"
+            )
+        if reason and not (self.cfg.allow_torch_ops and "falls back" in reason):
+            return _Candidate(code, fail(result, "rejected", "rejected", reason), None, Path())
         ext_dir = self.cfg.build_cache / cache_key(code, self.cfg)
         worker, log = self._spawn("cand", ext_dir)
         code_path = log.parent / "candidate.py"
@@ -392,7 +456,6 @@ class Evaluator:
         import torch
 
         ref_dir, seeds = self.reference(problem)
-        init_seed = self.cfg.seed
         out_dir = cand.log.parent
         atol, rtol = self.cfg.tolerance
         t0 = time.monotonic()
@@ -440,15 +503,10 @@ class Evaluator:
                         )
                     previous = (ref, new)
                 result["correctness"]["passed"] = len(seeds)
-                answer = worker.request(
-                    self.cfg.run_timeout,
-                    cmd="time",
-                    seed=seeds[0],
-                    init_seed=init_seed,
-                    trials=self.cfg.timing_trials,
-                    warmup=self.cfg.warmup,
-                    budget_s=self.cfg.timing_budget_s,
-                )
+                reason = self._audit(problem, worker, result, seeds[0])
+                if reason:
+                    return fail(result, "rejected", "rejected", reason)
+                answer = self._time(worker, seeds[0], self.cfg.timing_trials)
                 if not answer.get("ok"):
                     category = answer.get("category", "runtime_error")
                     status = _failure_status(category)
@@ -464,28 +522,151 @@ class Evaluator:
             return fail(result, status, status, str(exc), read_log(cand.log))
         finally:
             result["eval_seconds"] = round(time.monotonic() - t0, 3)
+        result["timing"] = self._timing(problem, answer)
+        reasons = implausible(
+            result["timing"], result["hardware"], self.cfg.precision, self.cfg.max_speedup
+        )
+        if reasons:
+            reason = self._reverify(problem, cand, seeds, reasons)
+            if reason:
+                return fail(result, "rejected", "rejected", reason)
+        speedup = result["timing"]["speedup"]
+        result["status"] = "correct"
+        result["category"] = "correct" if speedup >= 1 else "slower"
+        result["message"] = f"correct, {speedup:.2f}x vs PyTorch"
+        if speedup < 1 and self.cfg.profile_slow:
+            result["profile"] = self._profile_in(worker, speedup, result["timing"]["new_ms"])
+        return result
+
+    def _time(self, worker: Worker, seed: int, trials: int) -> dict[str, Any]:
+        return worker.request(
+            self.cfg.run_timeout * (2 if self.cfg.compile_baseline else 1),
+            cmd="time",
+            seed=seed,
+            init_seed=self.cfg.seed,
+            trials=trials,
+            warmup=self.cfg.warmup,
+            budget_s=self.cfg.timing_budget_s,
+            compile=self.cfg.compile_baseline,
+        )
+
+    def _timing(self, problem: Problem, answer: dict[str, Any]) -> dict[str, Any]:
+        """The result's ``timing`` block from a worker's per-trial milliseconds."""
         work = self._work_cache.get(problem.sha256(), {})
         ref_s, new_s = summarize(answer["ref_ms"]), summarize(answer["new_ms"])
-        speedup = ref_s["median"] / new_s["median"] if new_s["median"] > 0 else float("inf")
-        result["timing"] = {
+        new_ms = new_s["median"]
+        timing = {
             "ref_ms": ref_s["median"],
-            "new_ms": new_s["median"],
-            "speedup": speedup,
+            "new_ms": new_ms,
+            "speedup": ref_s["median"] / new_ms if new_ms > 0 else float("inf"),
             "trials": len(answer["new_ms"]),
             "cv": new_s["cv"],
             "ref_cv": ref_s["cv"],
             "method": answer.get("method"),
             "bytes": work.get("bytes"),
             "flops": work.get("flops"),
-            "gbps": work["bytes"] / new_s["median"] / 1e6 if work.get("bytes") else None,
-            "tflops": work["flops"] / new_s["median"] / 1e9 if work.get("flops") else None,
+            "gbps": work["bytes"] / new_ms / 1e6 if work.get("bytes") else None,
+            "tflops": work["flops"] / new_ms / 1e9 if work.get("flops") else None,
         }
-        result["status"] = "correct"
-        result["category"] = "correct" if speedup >= 1 else "slower"
-        result["message"] = f"correct, {speedup:.2f}x vs PyTorch"
-        if speedup < 1 and self.cfg.profile_slow:
-            result["profile"] = self._profile_in(worker, speedup, new_s["median"])
-        return result
+        if answer.get("compile_ms"):
+            compile_ms = summarize(answer["compile_ms"])["median"]
+            timing["compile_ms"] = compile_ms
+            timing["speedup_vs_compile"] = compile_ms / new_ms if new_ms > 0 else float("inf")
+        if answer.get("compile_error"):
+            timing["compile_error"] = answer["compile_error"]
+        return timing
+
+    def _audit(
+        self, problem: Problem, worker: Worker, result: dict[str, Any], seed: int
+    ) -> str | None:
+        """Watch one forward (audit.py); the reason to reject it, if any. Records the evidence."""
+        answer = worker.request(
+            self.cfg.run_timeout, cmd="audit", seed=seed, init_seed=self.cfg.seed
+        )
+        if not answer.get("ok"):
+            if answer.get("category") == "rejected":
+                return answer.get("message")
+            result["audit"] = {"error": answer.get("message")}
+            return f"the forward failed while audited: {answer.get('message')}"
+        total = answer.get("total_ms") or 0.0
+        share = min(1.0, answer["torch_ms"] / total) if total > 0 else 0.0
+        result["audit"] = {
+            "own_calls": answer["own_calls"],
+            "torch_ops": answer["torch_ops"][:8],
+            "torch_share": round(share, 3),
+            "streams": answer.get("streams"),
+        }
+        late = (answer.get("streams") or {}).get("late")
+        if late:
+            what = (
+                f"was still running {late[0]['late_us']:.0f} us after the forward returned"
+                if late[0]["late_us"] > 0
+                else "is never waited for (no stream wait or synchronize after its launch)"
+            )
+            return (
+                f"work on stream {late[0]['stream']} ({late[0]['name']}) {what}: the "
+                "harness's timer misses it (join side streams before returning)"
+            )
+        if self.cfg.allow_torch_ops:
+            return None
+        ops = ", ".join(f"{r['op']} x{r['calls']}" for r in answer["torch_ops"][:3])
+        if not answer["own_calls"]:
+            return "the forward runs no compiled code of its own" + (
+                f": PyTorch ops do the work ({ops})" if ops else " (the work happens elsewhere)"
+            )
+        ref_ops = set(self._ref_flags.get(problem.sha256(), {}).get("ref_ops") or ())
+        mine = {r["op"] for r in answer["torch_ops"]}
+        if ref_ops and ref_ops <= mine:
+            return (
+                f"the forward runs the reference's own PyTorch ops ({', '.join(sorted(ref_ops))}) "
+                "besides its kernel: the candidate's kernel must do the work"
+            )
+        if share >= MAX_TORCH_SHARE:
+            return (
+                f"PyTorch's own ops take {share:.0%} of the forward's time ({ops}): "
+                "the candidate's kernel must do the work"
+            )
+        return None
+
+    def _reverify(
+        self, problem: Problem, cand: _Candidate, seeds: list[int], reasons: list[str]
+    ) -> str | None:
+        """Second look at an implausible result: outputs again after timing, a longer re-time."""
+        result, worker = cand.result, cand.worker
+        assert worker is not None
+        check: dict[str, Any] = {"flagged": True, "reasons": reasons}
+        result["plausibility"] = check
+        out_dir = cand.log.parent / "recheck"
+        out_dir.mkdir(exist_ok=True)
+        ref_dir, _ = self.reference(problem)
+        atol, rtol = self.cfg.tolerance
+        try:
+            with DEVICE_LOCK:
+                answer = self._outputs(worker, "new", out_dir, seeds)
+                if not answer.get("ok"):
+                    check["recheck"] = f"failed: {answer.get('message')}"
+                    return f"implausible result failed its recheck: {answer.get('message')}"
+                import torch
+
+                for i, seed in enumerate(seeds):
+                    new = torch.load(out_dir / f"new_{seed}.pt", weights_only=True)
+                    cmp = compare_outputs(self._ref_output(problem, ref_dir, seed), new, atol, rtol)
+                    if not cmp.ok:
+                        check["recheck"] = f"trial {i + 1}: {cmp.message}"
+                        return (
+                            f"outputs changed after timing (trial {i + 1}: {cmp.message}); "
+                            f"the result was implausible: {reasons[0]}"
+                        )
+                check["recheck"] = "passed"
+                retime = self._time(worker, seeds[0], self.cfg.timing_trials * 3)
+        except WorkerDied as exc:
+            check["recheck"] = f"failed: {exc}"
+            return f"implausible result failed its recheck: {exc}"
+        if retime.get("ok"):
+            again = self._timing(problem, retime)
+            check["retimed_speedup"] = again["speedup"]
+            check["retimed_trials"] = again["trials"]
+        return None
 
     def _profile_in(
         self, worker: Worker, speedup: float | None, measured_ms: float | None = None
@@ -537,29 +718,43 @@ class Evaluator:
             return "output shares memory with an input (the reference's does not)"
         return None
 
-    def evaluate_pairs(self, pairs: Sequence[tuple[Problem, str]]) -> list[dict[str, Any]]:
-        """Build every (problem, code) concurrently, then verify and time them one by one.
+    def evaluate_pairs(
+        self, pairs: Sequence[tuple[Problem, str]], on_stage: Stage | None = None
+    ) -> list[dict[str, Any]]:
+        """Build every (problem, code) concurrently; evaluate each as soon as it is built.
 
-        Compilers need no device, so ``build_jobs`` builds run at once while evaluation,
-        which does, is serialised by the device lock. Results come back in input order.
+        Compilers need no device, so ``build_jobs`` builds run at once while the device,
+        serialised by the device lock, verifies and times whatever finished building first —
+        the GPU works while later candidates still compile. Results come back in input
+        order. ``on_stage(stage, i)`` hears "building" once, then "verifying" per candidate.
         """
+        if on_stage is not None:
+            on_stage("building", len(pairs))
+        results: list[dict[str, Any] | None] = [None] * len(pairs)
         jobs = max(1, min(self.cfg.build_jobs, len(pairs)))
         with ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="hk-build") as pool:
-            built = list(pool.map(lambda pc: self._build(*pc), pairs))
-        results = []
-        for (problem, _), cand in zip(pairs, built, strict=False):
-            try:
-                if cand.worker is not None:
-                    self._run(problem, cand)
-            finally:
-                if cand.worker is not None:
-                    cand.worker.close()
-            results.append(cand.result)
-        return results
+            futures = {pool.submit(self._build, *pc): i for i, pc in enumerate(pairs)}
+            done = 0
+            for future in as_completed(futures):
+                i = futures[future]
+                cand = future.result()
+                try:
+                    if cand.worker is not None:
+                        done += 1
+                        if on_stage is not None:
+                            on_stage("verifying + timing", done)
+                        self._run(pairs[i][0], cand)
+                finally:
+                    if cand.worker is not None:
+                        cand.worker.close()
+                results[i] = cand.result
+        return [r for r in results if r is not None]
 
-    def evaluate_many(self, problem: Problem, codes: Sequence[str]) -> list[dict[str, Any]]:
+    def evaluate_many(
+        self, problem: Problem, codes: Sequence[str], on_stage: Stage | None = None
+    ) -> list[dict[str, Any]]:
         """Build all ``codes`` of one problem concurrently, then verify and time them."""
-        return self.evaluate_pairs([(problem, c) for c in codes])
+        return self.evaluate_pairs([(problem, c) for c in codes], on_stage)
 
     def evaluate(self, problem: Problem, code: str) -> dict[str, Any]:
         return self.evaluate_many(problem, [code])[0]

@@ -85,42 +85,38 @@ def summarize(samples: list[float]) -> dict[str, float]:
     }
 
 
-def time_pair(
-    ref_fn: Callable[[], object],
-    new_fn: Callable[[], object],
+def time_interleaved(
+    fns: list[Callable[[], object]],
     timer: Timer,
     *,
     warmup: int = 3,
     warmup_s: float = 0.2,
     trials: int = 100,
     budget_s: float = 10.0,
-) -> tuple[list[float], list[float]]:
-    """Time ``ref_fn`` and ``new_fn`` alternately; fewer trials if they are slow.
+) -> list[list[float]]:
+    """Time every function of ``fns`` in turn, trial by trial; fewer trials if they are slow.
 
-    Warm-up runs both at least ``warmup`` times and for at least ``warmup_s`` seconds, so
+    Warm-up runs each at least ``warmup`` times and for at least ``warmup_s`` seconds, so
     lazy initialisation, autotuning and a GPU's clock ramp after an idle build phase are
-    over before the first timed trial. The number of trials then shrinks (never below 5) so
-    a slow pair stays within ``budget_s``; the count used is the length of the lists.
+    over before the first timed trial. The order rotates every trial so none always runs
+    right after another. The number of trials then shrinks (never below 5) so the set
+    stays within ``budget_s``; the count used is the length of the lists.
     """
     est = 0.0
     start = time.perf_counter()
     done = 0
     while done < max(1, warmup) or (time.perf_counter() - start < warmup_s and done < 1000):
-        timer.flush()
-        est_ref = timer.measure(ref_fn)
-        timer.flush()
-        est_new = timer.measure(new_fn)
-        est = est_ref + est_new
+        est = 0.0
+        for fn in fns:
+            timer.flush()
+            est += timer.measure(fn)
         done += 1
     if est > 0:
         trials = max(5, min(trials, int(budget_s * 1e3 / est)))
-    ref_ms: list[float] = []
-    new_ms: list[float] = []
+    samples: list[list[float]] = [[] for _ in fns]
+    order = list(range(len(fns)))
     for i in range(trials):
-        order = ((ref_fn, ref_ms), (new_fn, new_ms))
-        if i % 2:
-            order = order[::-1]
-        for fn, out in order:
+        for k in order[i % len(order) :] + order[: i % len(order)]:
             timer.flush()
-            out.append(timer.measure(fn))
-    return ref_ms, new_ms
+            samples[k].append(timer.measure(fns[k]))
+    return samples

@@ -8,7 +8,8 @@ to stdout/stderr, which the parent sends to a log file. A *reference* worker nev
 imports candidate code; a *candidate* worker does, and only hands tensors back — the
 parent decides whether they are right.
 
-Commands: ``load``, ``build``, ``outputs``, ``time``, ``profile``, ``hardware``, ``exit``.
+Commands: ``load``, ``build``, ``outputs``, ``audit``, ``time``, ``profile``, ``work``,
+``hardware``, ``exit``.
 """
 
 from __future__ import annotations
@@ -44,12 +45,24 @@ HARNESS_FUNCTIONS: dict[str, tuple[Any, str, Any]] = {
 }
 
 
+def _intact(current: Any, orig: Any) -> bool:
+    """``current`` is ``orig``, or torch's own wrapper of it.
+
+    Importing ``torch._dynamo`` (torch.compile, dispatch modes) rewraps ``torch.manual_seed``
+    in ``torch._disable_dynamo``; the harness calls the references it saved, so that wrapper
+    changes nothing it relies on.
+    """
+    if current is orig:
+        return True
+    return "torch._dynamo" in sys.modules and getattr(current, "__wrapped__", None) is orig
+
+
 def tampered() -> list[str]:
     """Harness functions that no longer are what they were before candidate code ran."""
     return [
         name
         for name, (owner, attr, orig) in HARNESS_FUNCTIONS.items()
-        if getattr(owner, attr, None) is not orig
+        if not _intact(getattr(owner, attr, None), orig)
     ]
 
 
@@ -133,6 +146,9 @@ class Worker:
         for name in ("Model", "get_inputs", "get_init_inputs"):
             if not hasattr(self.problem, name):
                 return {"ok": False, "category": "bad_problem", "message": f"problem has no {name}"}
+        from .audit import warm_mode
+
+        warm_mode()  # ~1 s of one-time set-up, here in the build phase, not on the device's time
         return {"ok": True}
 
     def build(self, msg: dict) -> dict:
@@ -231,16 +247,22 @@ class Worker:
         return {"ok": True, "files": files, **flags}
 
     def time(self, msg: dict) -> dict:
-        from .timing import make_timer, time_pair
+        """Time reference and candidate interleaved; optionally ``torch.compile``'s reference too."""
+        from .timing import make_timer, time_interleaved
 
         ref = self._model(self.problem.Model, msg["init_seed"])
         new = self._model(self.candidate.ModelNew, msg["init_seed"])
         inputs = self._inputs(msg["seed"])
         timer = make_timer(self.device, self.flush_bytes)
+        fns = [lambda: ref(*inputs), lambda: new(*inputs)]
+        extra: dict[str, Any] = {}
+        if msg.get("compile"):
+            compiled, extra = self._compiled(inputs, msg["init_seed"])
+            if compiled is not None:
+                fns.append(lambda: compiled(*inputs))
         with torch.no_grad():
-            ref_ms, new_ms = time_pair(
-                lambda: ref(*inputs),
-                lambda: new(*inputs),
+            samples = time_interleaved(
+                fns,
                 timer,
                 warmup=msg.get("warmup", 3),
                 trials=msg.get("trials", 30),
@@ -250,7 +272,42 @@ class Worker:
             return _rejected(
                 f"candidate replaced harness function(s) while timed: {', '.join(tampered())}"
             )
-        return {"ok": True, "ref_ms": ref_ms, "new_ms": new_ms, "method": timer.method}
+        if len(samples) == 3:
+            extra["compile_ms"] = samples[2]
+        return {
+            "ok": True,
+            "ref_ms": samples[0],
+            "new_ms": samples[1],
+            "method": timer.method,
+            **extra,
+        }
+
+    def _compiled(self, inputs: list[Any], init_seed: int) -> tuple[Any, dict[str, Any]]:
+        """``torch.compile`` of a fresh reference, compiled here (not timed); None if it fails."""
+        model = self._model(self.problem.Model, init_seed)
+        t0 = _perf_counter()
+        try:
+            compiled = torch.compile(model)
+            with torch.no_grad():
+                compiled(*inputs)
+            self._sync()
+        except Exception as exc:  # noqa: BLE001 - the baseline is optional
+            return None, {"compile_error": f"{type(exc).__name__}: {exc}".splitlines()[0][:300]}
+        return compiled, {"compile_seconds": round(_perf_counter() - t0, 3)}
+
+    def audit(self, msg: dict) -> dict:
+        """One watched forward: which ops and compiled functions did the work (see audit.py)."""
+        from .audit import audit_forward
+
+        ref = msg.get("which") == "ref"
+        cls = self.problem.Model if ref else self.candidate.ModelNew
+        model = self._model(cls, msg["init_seed"])
+        inputs = self._inputs(msg["seed"])
+        with torch.no_grad():
+            report = audit_forward(lambda: model(*inputs), self.device, streams=not ref)
+        if tampered():
+            return _rejected(f"candidate replaced harness function(s): {', '.join(tampered())}")
+        return {"ok": True, **report}
 
     def profile(self, msg: dict) -> dict:
         from ..profile import profile_torch
@@ -378,6 +435,7 @@ def main() -> int:
         "profile": worker.profile,
         "hardware": worker.hardware,
         "work": worker.work,
+        "audit": worker.audit,
     }
     for line in sys.stdin:
         msg = json.loads(line)

@@ -1,0 +1,153 @@
+"""A C++ compiler wrapper that serves torch's extension headers precompiled.
+
+Most of a cold ``load_inline`` build is the host compiler parsing ``torch/extension.h``
+(ATen, c10, pybind11, Python: ~800 MB of GCC state) for the binding file. The harness points
+``CXX`` at this wrapper; for a source whose first line of code is
+``#include <torch/extension.h>`` — what ``load_inline`` writes at the top of ``main.cpp`` —
+it adds ``-include hk_torch.h`` backed by a GCC precompiled header built with the same
+flags, which is exactly equivalent to the source's own first include. Anything else (other
+sources, links, ``-v`` probes) goes to the real compiler untouched.
+
+A missing header is never waited for: the first compile with a new flag set compiles as
+usual and starts the PCH build in the background, in its own session so the worker's
+process-group kill does not reach it; it is written to a temporary name and renamed, so a
+reader sees a complete file or none. GCC itself refuses a PCH whose flags do not match
+(``-Winvalid-pch`` says so in the log) and then parses the header as usual, so a wrong PCH
+costs time, never correctness. The key covers the real compiler, every flag that reaches
+the header, and ``HK_PCH_TAG`` (torch version and header mtime, set by the harness).
+
+Usage: ``CXX=<dir>/c++`` where that script runs ``python -m
+pytest_hipkittens.evaluate.pch "$@"``; ``HK_REAL_CXX``, ``HK_PCH_DIR``, ``HK_PCH_TAG``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HEADER = "hk_torch.h"
+STALE_CLAIM_S = 1800
+FIRST_INCLUDE = re.compile(r"^\s*#\s*include\s*[<\"]torch/extension\.h[>\"]")
+#: flags that do not reach the header's meaning: outputs, dependency files, the source.
+_SKIP_WITH_ARG = {"-o", "-MF", "-MT", "-MQ"}
+_SKIP = {"-c", "-MMD", "-MD", "-MP"}
+
+
+def first_code_line(path: Path) -> str:
+    """The source's first line that is not blank or a comment (None-safe: '' if unreadable)."""
+    try:
+        with open(path, encoding="utf-8", errors="replace") as fh:
+            in_block = False
+            for line in fh:
+                text = line.strip()
+                if in_block:
+                    if "*/" in text:
+                        in_block = False
+                        text = text.split("*/", 1)[1].strip()
+                    else:
+                        continue
+                if not text or text.startswith("//"):
+                    continue
+                if text.startswith("/*"):
+                    in_block = "*/" not in text
+                    continue
+                return text
+    except OSError:
+        return ""
+    return ""
+
+
+def header_flags(args: list[str]) -> tuple[list[str], Path | None]:
+    """Flags that shape the header, and the C++ source being compiled (None: not a compile)."""
+    flags: list[str] = []
+    source = None
+    skip_next = False
+    for arg in args:
+        if skip_next:
+            skip_next = False
+            continue
+        if arg in _SKIP_WITH_ARG:
+            skip_next = True
+            continue
+        if arg in _SKIP or arg.startswith("-DTORCH_EXTENSION_NAME="):
+            continue
+        if not arg.startswith("-") and arg.endswith((".cpp", ".cc", ".cxx", ".C")):
+            source = Path(arg)
+            continue
+        flags.append(arg)
+    if "-c" not in args:
+        return flags, None
+    return flags, source
+
+
+def pch_key(real_cxx: str, flags: list[str], tag: str) -> str:
+    return hashlib.sha256("\0".join([real_cxx, tag, *flags]).encode()).hexdigest()[:20]
+
+
+def _start_pch_build(real_cxx: str, flags: list[str], folder: Path) -> None:
+    """Build ``folder/hk_torch.h.gch`` in the background unless someone already is."""
+    folder.mkdir(parents=True, exist_ok=True)
+    claim = folder / "building"
+    try:
+        if time.time() - claim.stat().st_mtime > STALE_CLAIM_S:
+            claim.unlink()  # a builder that died (machine restart) must not block forever
+    except OSError:
+        pass
+    try:
+        fd = os.open(claim, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+    except FileExistsError:
+        return
+    os.close(fd)
+    header = folder / HEADER
+    header.write_text("#include <torch/extension.h>\n", encoding="utf-8")
+    tmp = folder / f"{HEADER}.gch.{os.getpid()}.tmp"
+    # mv only after a successful compile; the claim is dropped either way.
+    script = (
+        f"{_quote(real_cxx)} {' '.join(_quote(f) for f in flags)} -x c++-header "
+        f"{_quote(str(header))} -o {_quote(str(tmp))} >{_quote(str(folder / 'build.log'))} 2>&1 "
+        f"&& mv -f {_quote(str(tmp))} {_quote(str(header))}.gch; rm -f {_quote(str(tmp))} "
+        f"{_quote(str(claim))}"
+    )
+    subprocess.Popen(
+        ["/bin/sh", "-c", script],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+
+
+def _quote(text: str) -> str:
+    import shlex
+
+    return shlex.quote(text)
+
+
+def wrap(args: list[str], env: dict[str, str]) -> list[str]:
+    """The real compiler's command line for ``args`` (with the PCH when it applies)."""
+    real = env.get("HK_REAL_CXX") or "c++"
+    pch_dir = env.get("HK_PCH_DIR")
+    flags, source = header_flags(args)
+    if not pch_dir or source is None or not FIRST_INCLUDE.match(first_code_line(source)):
+        return [real, *args]
+    folder = Path(pch_dir) / pch_key(real, flags, env.get("HK_PCH_TAG", ""))
+    gch = folder / f"{HEADER}.gch"
+    if gch.is_file():
+        return [real, "-include", str(folder / HEADER), "-Winvalid-pch", *args]
+    _start_pch_build(real, flags, folder)
+    return [real, *args]
+
+
+def main() -> int:
+    cmd = wrap(sys.argv[1:], dict(os.environ))
+    os.execvp(cmd[0], cmd)
+    return 127  # not reached
+
+
+if __name__ == "__main__":
+    sys.exit(main())
