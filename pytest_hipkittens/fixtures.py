@@ -16,12 +16,14 @@ import pytest
 from .evaluate import ReferenceFailed
 from .generation import GenerationError, Outcome, load_outcome, profile_best, solve, verify_best
 from .problems import Problem
+from .progress import ProgressLine
 from .session import HKSession
 
 log = logging.getLogger("pytest_hipkittens")
 
 SESSION_KEY = pytest.StashKey[HKSession]()
 OUTCOME_KEY = pytest.StashKey[Outcome]()
+PROGRESS_KEY = pytest.StashKey[ProgressLine]()
 
 
 @pytest.fixture(scope="session")
@@ -52,11 +54,14 @@ def hk_solution(
         store.clear()
     else:
         outcome = load_outcome(hk_session, kb_problem)
+    line = request.config.stash.get(PROGRESS_KEY, None)
+
+    def progress(stage: str, attempt: int = 0, sample: int = 0) -> None:
+        log.info("%s: attempt %d: %s %s", kb_problem.key, attempt, stage, sample or "")
+        if line is not None:
+            line(kb_problem.key, stage, attempt, sample)
+
     if outcome is None:
-
-        def progress(stage: str, attempt: int, sample: int) -> None:
-            log.info("%s: attempt %d: %s", kb_problem.key, attempt, stage)
-
         error = None
         try:
             outcome = solve(hk_session, kb_problem, progress)
@@ -67,5 +72,8 @@ def hk_solution(
     request.node.stash[OUTCOME_KEY] = outcome
     yield outcome
     # Teardown: explain a slow kernel (the profile lands in best_result.json and the report).
+    if outcome.correct and (outcome.speedup or 0) < 1 and settings.profile != "never":
+        progress("profiling")
     profile_best(hk_session, kb_problem, outcome)
     verify_best(hk_session, kb_problem, outcome)
+    progress(f"done: {outcome.best.get('message') or outcome.best.get('status')}")

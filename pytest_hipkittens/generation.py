@@ -11,6 +11,7 @@ and profiler findings when it is correct but slower.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import time
 from collections.abc import Callable
@@ -24,6 +25,7 @@ from .llm import LLMError, LLMRequest, LLMResponse
 from .problems import Problem
 from .prompts import initial_prompt, reflection_prompt
 from .report import record_from_best
+from .results import ProblemResults
 from .session import HKSession
 
 #: How far a failed candidate got: reflection and "best" prefer the furthest.
@@ -98,6 +100,15 @@ class Outcome:
         return record_from_best(self.best) | {"problem": self.problem, "cached": self.cached}
 
 
+def _stage(say: Progress, attempt: int, stage: str, n: int) -> None:
+    """Evaluator stages as progress: "building" carries a count, the others a sample."""
+    say(
+        f"building {n} candidate(s)" if stage == "building" else stage,
+        attempt,
+        0 if stage == "building" else n,
+    )
+
+
 def _sha(code: str) -> str:
     return hashlib.sha256(code.encode()).hexdigest()
 
@@ -149,8 +160,9 @@ def solve(session: HKSession, problem: Problem, progress: Progress | None = None
             if ex.code and _sha(ex.code) not in seen and ex.code not in fresh:
                 fresh.append(ex.code)
         if fresh:
-            say("building", attempt, len(fresh))
-            for code, result in zip(fresh, evaluator.evaluate_many(problem, fresh), strict=False):
+            stage = functools.partial(_stage, say, attempt)
+            results = evaluator.evaluate_many(problem, fresh, stage)
+            for code, result in zip(fresh, results, strict=False):
                 seen[_sha(code)] = result
                 totals["build_s"] += result.get("build_seconds") or 0.0
                 totals["eval_s"] += result.get("eval_seconds") or 0.0
@@ -284,9 +296,13 @@ def _brief(result: dict[str, Any]) -> dict[str, Any]:
 
 def load_outcome(session: HKSession, problem: Problem) -> Outcome | None:
     """A finished problem from the results tree (resume), or None."""
-    store = session.tree.problem(problem.key)
+    return outcome_from_store(session.tree.problem(problem.key))
+
+
+def outcome_from_store(store: ProblemResults) -> Outcome | None:
+    """The recorded outcome of a problem's folder, or None when it is not finished."""
     best = store.best()
     if not isinstance(best, dict) or best.get("status") is None:
         return None
     history = [_brief(r) for r in store.candidates()]
-    return Outcome(problem.key, best, store.best_code(), history, cached=True)
+    return Outcome(store.key, best, store.best_code(), history, cached=True)

@@ -8,19 +8,22 @@ fixture generates and evaluates kernels for it. Collection stays cheap and deter
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
 
 from . import report, scale
-from .fixtures import OUTCOME_KEY, SESSION_KEY, hk_session, hk_solution
+from .fixtures import OUTCOME_KEY, PROGRESS_KEY, SESSION_KEY, hk_session, hk_solution
 from .options import add_options, resolve_settings
 from .problems import Problem, ProblemError, select
+from .progress import ProgressLine
 from .session import HKSession
 
 __all__ = ["hk_session", "hk_solution"]
 
 PROBLEM_ARG = "kb_problem"
+_PARAM_ID = re.compile(r"\[(level\d+/[^\]]+)\]$")
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -40,6 +43,8 @@ def pytest_configure(config: pytest.Config) -> None:
         settings.device_index = workerinput.get("hk_device")
         settings.cpu_cores = workerinput.get("hk_cpu_cores")
     config.stash[SESSION_KEY] = HKSession(settings)
+    mode = "off" if workerinput is not None else settings.progress
+    config.stash[PROGRESS_KEY] = ProgressLine(config, mode, settings.attempts)
     workers = getattr(config.option, "numprocesses", None)
     if (
         workerinput is None
@@ -48,9 +53,12 @@ def pytest_configure(config: pytest.Config) -> None:
         and _runs_kernelbench(config)
     ):
         _check_layout(config.stash[SESSION_KEY], workers)
-    config.pluginmanager.register(HKPlugin(config), "hipkittens-session")
+    plugin = HKPlugin(config)
+    config.pluginmanager.register(plugin, "hipkittens-session")
     if config.pluginmanager.hasplugin("html") and not hasattr(config, "workerinput"):
-        config.pluginmanager.register(report.HtmlHooks(), "hipkittens-html")
+        config.pluginmanager.register(
+            report.HtmlHooks(lambda: list(plugin.records.values())), "hipkittens-html"
+        )
 
 
 def _runs_kernelbench(config: pytest.Config) -> bool:
@@ -106,6 +114,7 @@ class HKPlugin:
         self.error: str | None = None
         self.records: dict[str, dict[str, Any]] = {}
         self.used = False
+        self._manifest_written = False
 
     def problems(self) -> list[Problem]:
         if self._problems is None:
@@ -161,6 +170,40 @@ class HKPlugin:
             except (RuntimeError, ValueError) as exc:
                 raise pytest.UsageError(str(exc).splitlines()[0]) from None
 
+    def pytest_collection_finish(self, session: pytest.Session) -> None:
+        """hk_run.json: the problems this run selected (after ``-k``), for ``hk-monitor``."""
+        if not self.used or self.config.option.collectonly or hasattr(self.config, "workerinput"):
+            return
+        self._write_manifest(
+            i.callspec.params[PROBLEM_ARG].key
+            for i in session.items
+            if PROBLEM_ARG in getattr(getattr(i, "callspec", None), "params", {})
+        )
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_xdist_node_collection_finished(self, node: Any, ids: list[str]) -> None:
+        """Under xdist the controller collects nothing: the first worker's ids say it."""
+        if self._manifest_written:
+            return
+        keys = {m.group(1) for i in ids if (m := _PARAM_ID.search(i))}
+        if keys & {p.key for p in self.problems()}:
+            self._write_manifest(keys)
+
+    def _write_manifest(self, keys: Any) -> None:
+        import time
+
+        from .monitor import MANIFEST
+        from .results import write_json
+
+        self._manifest_written = True
+        keys = sorted(set(keys))
+        s = self.session.settings
+        s.results.mkdir(parents=True, exist_ok=True)
+        write_json(
+            s.results / MANIFEST,
+            {"problems": keys, "started": time.time(), "backend": s.backend, "llm": s.llm},
+        )
+
     @pytest.hookimpl(wrapper=True)
     def pytest_runtest_makereport(self, item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
         """Carry the item's benchmark record on its report (crosses xdist by itself)."""
@@ -171,8 +214,9 @@ class HKPlugin:
             rep.hk = report.plain(outcome.summary())
             if rep.when == "call":
                 extras = getattr(rep, "extras", [])
+                store = self.session.tree.problem(outcome.problem)
                 rep.extras = extras + report.plain(
-                    report.html_extras(rep.hk, outcome.best_code, outcome.best)
+                    report.item_extras(store, outcome.best, outcome.best_code)
                 )
             elif (outcome.best.get("profile") or {}).get("findings"):
                 rep.sections.append(

@@ -12,11 +12,12 @@ import html
 import json
 import math
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from .evaluate.runner import STATUSES
-from .results import ResultsTree, write_atomic, write_json
+from .results import ProblemResults, ResultsTree, write_atomic, write_json
 
 FAST_P = (0.0, 1.0, 1.5, 2.0)
 
@@ -65,6 +66,9 @@ def record_from_best(best: dict[str, Any]) -> dict[str, Any]:
         "speedup": t.get("speedup"),
         "ref_ms": t.get("ref_ms"),
         "new_ms": t.get("new_ms"),
+        "compile_speedup": t.get("speedup_vs_compile"),
+        "uses_library": best.get("uses_library") or [],
+        "flagged": bool((best.get("plausibility") or {}).get("flagged")),
         "attempts_used": best.get("attempts_used"),
         "solved_at_attempt": best.get("solved_at_attempt"),
         "candidates": best.get("candidates"),
@@ -147,15 +151,26 @@ def write_reports(root: Path, records: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 class HtmlHooks:
-    """pytest-html columns; registered only when pytest-html is active (controller side)."""
+    """pytest-html columns, extras and summary plots (controller side only).
+
+    Registered only when pytest-html is active. ``records`` returns the per-problem
+    records collected so far (from the reports, so xdist workers' items are included).
+    """
 
     COLUMNS = (
         ("hkstatus", "Status", lambda r: r.get("category") or r.get("status")),
+        ("hkattempts", "Attempts", lambda r: _fmt(r.get("attempts_used"), "d")),
         ("hkspeedup", "Speedup", lambda r: _fmt(r.get("speedup"), ".2f")),
         ("hkrefms", "Ref ms", lambda r: _fmt(r.get("ref_ms"), ".4f")),
         ("hknewms", "New ms", lambda r: _fmt(r.get("new_ms"), ".4f")),
-        ("hkattempts", "Attempts", lambda r: _fmt(r.get("attempts_used"), "d")),
+        ("hkcompile", "vs compile", lambda r: _fmt(r.get("compile_speedup"), ".2f")),
+        ("hklibrary", "Library", lambda r: ", ".join(r.get("uses_library") or [])),
+        ("hktokens", "Tokens", lambda r: _fmt(r.get("tokens"), "d")),
+        ("hkcost", "Cost $", lambda r: _fmt(r.get("cost_usd"), ".4f")),
     )
+
+    def __init__(self, records: Callable[[], list[dict[str, Any]]]) -> None:
+        self.records = records
 
     def pytest_html_results_table_header(self, cells: list[str]) -> None:
         """Add the benchmark's columns after the test id."""
@@ -167,13 +182,89 @@ class HtmlHooks:
         rec = getattr(report, "hk", None) or {}
         for i, (key, _, get) in enumerate(self.COLUMNS):
             value = get(rec) if rec else ""
-            cells.insert(2 + i, f'<td class="col-{key}">{html.escape(str(value or ""))}</td>')
+            if value == "-":
+                value = ""
+            flag = (
+                ' title="implausible: re-verified"'
+                if key == "hkspeedup" and rec.get("flagged")
+                else ""
+            )
+            cells.insert(2 + i, f'<td class="col-{key}"{flag}>{html.escape(str(value or ""))}</td>')
+
+    def pytest_html_report_title(self, report: Any) -> None:
+        report.title = "Kernel benchmark (pytest-hipkittens)"
+
+    def pytest_html_results_summary(self, prefix: list[str], summary: Any, postfix: Any) -> None:
+        """Headline numbers and plots (speedups, statuses, attempts) above the table."""
+        records = self.records()
+        if records:
+            from .plots import summary_html
+
+            prefix.append(summary_html(records))
 
 
-def html_extras(
-    rec: dict[str, Any], code: str | None, best: dict[str, Any]
+def _table(head: list[str], rows: list[list[Any]]) -> str:
+    cell = "padding:2px 8px;border-bottom:1px solid #ddd;text-align:left;font-family:monospace"
+    out = ['<table style="border-collapse:collapse;margin:4px 0">', "<tr>"]
+    out += [f'<th style="{cell}">{html.escape(h)}</th>' for h in head]
+    out.append("</tr>")
+    for row in rows:
+        out.append(
+            "<tr>"
+            + "".join(f'<td style="{cell}">{html.escape(str(v))}</td>' for v in row)
+            + "</tr>"
+        )
+    out.append("</table>")
+    return "".join(out)
+
+
+def attempts_table(candidates: list[dict[str, Any]]) -> str:
+    """The reflection history: every candidate with its status and what went wrong."""
+    rows = []
+    for c in candidates:
+        sp = (c.get("timing") or {}).get("speedup") if "timing" in c else c.get("speedup")
+        rows.append(
+            [
+                c.get("index", ""),
+                c.get("attempt", ""),
+                c.get("sample", ""),
+                c.get("status") or "",
+                c.get("category") or "",
+                _fmt(sp, ".2f"),
+                (c.get("message") or "")[:200],
+            ]
+        )
+    return _table(["#", "attempt", "sample", "status", "category", "speedup", "message"], rows)
+
+
+def profile_html(profile: dict[str, Any]) -> str:
+    """Kernel table and findings of a profiled kernel."""
+    rows = [
+        [
+            (k.get("name") or "")[:90],
+            _fmt(k.get("ms"), ".4f"),
+            _fmt(k.get("share"), ".0%"),
+            "PyTorch/vendor" if k.get("builtin") else "candidate",
+        ]
+        for k in (profile.get("kernels") or [])[:15]
+    ]
+    tool = html.escape(str(profile.get("tool") or "profiler"))
+    findings = "".join(f"<li>{html.escape(f)}</li>" for f in profile.get("findings") or [])
+    return (
+        f"<p><b>{tool}</b></p>"
+        + _table(["kernel / op", "ms per run", "share", "whose"], rows)
+        + (f"<ul>{findings}</ul>" if findings else "")
+    )
+
+
+def item_extras(
+    store: ProblemResults, best: dict[str, Any], code: str | None
 ) -> list[dict[str, Any]]:
-    """pytest-html extras for one item: best code, result JSON, profile findings."""
+    """pytest-html extras for one problem, from its results tree (live run or hk-report).
+
+    Best code, the attempts' history, the profiler's kernel table and findings, the
+    prompts sent (one per attempt), the best result's JSON and its log.
+    """
     try:
         from pytest_html import extras
     except ImportError:
@@ -181,11 +272,24 @@ def html_extras(
     out = []
     if code:
         out.append(extras.text(code, name="best code"))
+    candidates = store.candidates()
+    if candidates:
+        out.append(extras.html(attempts_table(candidates)))
+    if best.get("profile"):
+        out.append(extras.html(profile_html(best["profile"])))
+    seen: set[int] = set()
+    for c in candidates:
+        attempt, index = c.get("attempt"), c.get("index")
+        if attempt in seen or index is None:
+            continue
+        seen.add(attempt)
+        prompt = store.dir / f"prompt_{index}.txt"
+        if prompt.is_file():
+            out.append(
+                extras.text(prompt.read_text(encoding="utf-8"), name=f"prompt, attempt {attempt}")
+            )
     slim = {k: v for k, v in best.items() if k != "log"}
     out.append(extras.json(slim, name="best result"))
-    findings = ((best.get("profile") or {}).get("findings")) or []
-    if findings:
-        out.append(extras.text("\n".join(findings), name="profile findings"))
     if best.get("log"):
         out.append(extras.text(best["log"], name="log"))
     return out

@@ -17,7 +17,7 @@ import pytest
 
 from pytest_hipkittens.problems import SAMPLES_DIR
 
-from .conftest import REPO
+from .conftest import REPO, html_report
 
 SAMPLE = SAMPLES_DIR / "level1"
 
@@ -33,7 +33,7 @@ def env(build_cache: Path) -> dict[str, str]:
     e = {
         k: v
         for k, v in os.environ.items()
-        if k not in ("LLM_GATEWAY_KEY", "KERNELBENCH_DIR", "NUM_SAMPLES")
+        if k not in ("LLM_GATEWAY_KEY", "KERNELBENCH_DIR", "NUM_SAMPLES", "HK_ALLOW_TORCH_OPS")
     }
     e["HK_BUILD_CACHE"] = str(build_cache)
     return e
@@ -80,8 +80,17 @@ def test_main_job_passes_and_writes_everything(main_job) -> None:
     assert summary["problems"] == 2 and summary["solved"] == 2
     for name in ("detailed_report.txt", "detailed_report.json"):
         assert (results / name).is_file()
-    html = (out / "report.html").read_text()
-    assert "level1/1_ReLU" in html and "Speedup" in html
+    report = html_report(out / "report.html")
+    assert sorted(report["rows"]) == ["level1/1_ReLU", "level1/3_Softmax_rows"]
+    assert report["plots"] == ["speedup per problem", "statuses", "solved at attempt"]
+    assert "Kernel benchmark (pytest-hipkittens)" in report["text"]
+    softmax = report["rows"]["level1/3_Softmax_rows"]
+    assert softmax["cells"]["hkstatus"] in ("correct", "slower")
+    # Fixed at attempt 2, still slower than PyTorch: it goes on to attempt 3.
+    assert softmax["cells"]["hkattempts"] == "3" and float(softmax["cells"]["hkspeedup"]) > 0
+    for extra in ("best code", "prompt, attempt 1", "prompt, attempt 2", "best result"):
+        assert extra in softmax["extras"], extra
+    assert "compile_error" in report["text"]  # the attempts table of Softmax's first attempt
 
 
 def test_relu_is_correct_on_the_first_attempt(main_job) -> None:
@@ -268,5 +277,15 @@ def test_hk_report_rebuilds_from_the_tree(main_job, env: dict[str, str], tmp_pat
     proc = hk("report", str(results), env=env, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert json.loads((results / "summary.json").read_text()) == original
+    # The HTML report rebuilt from the tree alone: same rows, cells, extras and plots.
+    rebuilt = tmp_path / "rebuilt.html"
+    proc = hk("report", str(results), "--html", str(rebuilt), env=env, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr
+    live, again = html_report(out / "report.html"), html_report(rebuilt)
+    assert again["plots"] == live["plots"] and sorted(again["rows"]) == sorted(live["rows"])
+    for key, row in live["rows"].items():
+        cells = {k: v for k, v in row["cells"].items() if k.startswith("hk")}
+        assert {k: v for k, v in again["rows"][key]["cells"].items() if k.startswith("hk")} == cells
+        assert again["rows"][key]["extras"] == row["extras"]
     proc = hk("report", str(tmp_path / "nothing"), env=env, cwd=tmp_path)
     assert proc.returncode == 2 and "is not a directory" in proc.stderr

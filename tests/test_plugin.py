@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import REPO, SCALE_PROBLEM, fenced, python_candidate, write_problem
+from .conftest import REPO, SCALE_PROBLEM, fenced, html_report, python_candidate, write_problem
 
 TEST_MODULE = (REPO / "kernelbench_tests" / "test_kernelbench.py").read_text()
 
@@ -321,9 +321,27 @@ def test_html_report_has_benchmark_columns(
         "--self-contained-html",
     )
     result.assert_outcomes(passed=1)
-    html = (kb.path / "report.html").read_text()
-    for needle in ("Speedup", "Ref ms", "Attempts", "col-hkspeedup", "best code", "best result"):
-        assert needle in html, needle
+    report = html_report(kb.path / "report.html")
+    row = report["rows"]["level1/1_Scale"]
+    assert row["cells"]["hkstatus"] in ("correct", "slower") and row["cells"]["hkattempts"] == "1"
+    # best code, the attempts table (html), [the profile (html) when slower], prompt, result
+    assert row["extras"][:2] == ["best code", "html"] and row["extras"][-1] == "best result"
+    assert "prompt, attempt 1" in row["extras"]
+    for title in ("Speedup", "Ref ms", "New ms", "vs compile", "Library", "Tokens", "Cost $"):
+        assert f">{title}</th>" in report["text"], title
+    assert report["plots"] == ["speedup per problem", "statuses", "solved at attempt"]
+    # Not a terminal: the live progress comes as plain lines, one per stage.
+    result.stdout.fnmatch_lines(
+        [
+            "[[]hk[]] level1/1_Scale · reference · *",
+            "[[]hk[]] level1/1_Scale · attempt 1/3 · generating · *",
+            "[[]hk[]] level1/1_Scale · attempt 1/3 · building 1 candidate(s) · *",
+            "[[]hk[]] level1/1_Scale · attempt 1/3 · verifying + timing 1 · *",
+            "[[]hk[]] level1/1_Scale · done: correct, *",
+        ]
+    )
+    manifest = json.loads((kb.path / "results" / "hk_run.json").read_text())
+    assert manifest["problems"] == ["level1/1_Scale"] and manifest["backend"] == "cpu"
 
 
 def test_results_dir_option(kb: pytest.Pytester, toy_kb: Path, tmp_path: Path) -> None:

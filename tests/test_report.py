@@ -62,3 +62,96 @@ def test_reports_from_tree(tmp_path: Path) -> None:
     assert "level1/1_A" in text and "1.50" in text
     assert (tmp_path / "detailed_report.json").is_file() and (tmp_path / "summary.json").is_file()
     assert table_lines(records)[2].startswith("level1/1_A")
+
+
+def test_plots_are_embedded_pngs() -> None:
+    import base64
+
+    from pytest_hipkittens.plots import attempts_plot, speedup_plot, status_plot, summary_html
+
+    records = [
+        rec("level1/1_A", "correct", 2.5) | {"solved_at_attempt": 1},
+        rec("level1/2_B", "correct", 0.4) | {"solved_at_attempt": 2},
+        rec("level1/3_C", "compile_error"),
+    ]
+    for png in (speedup_plot(records), status_plot(records), attempts_plot(records)):
+        assert base64.b64decode(png)[:8] == b"\x89PNG\r\n\x1a\n"
+    block = summary_html(records)
+    assert block.count('src="data:image/png;base64,') == 3
+    assert "<b>2/3</b> problems correct" in block and "fast_1 = 0.33" in block
+    assert speedup_plot([rec("level1/3_C", "compile_error")]) is None
+
+
+def test_attempts_and_profile_tables_escape_their_text() -> None:
+    from pytest_hipkittens.report import attempts_table, profile_html
+
+    table = attempts_table(
+        [{"index": 1, "attempt": 1, "sample": 1, "status": "compile_error", "message": "a<b>"}]
+    )
+    assert "a&lt;b&gt;" in table and "<th" in table
+    prof = profile_html(
+        {
+            "tool": "torch.profiler",
+            "kernels": [{"name": "k<T>", "ms": 0.5, "share": 0.75, "builtin": False}],
+            "findings": ["slow & steady"],
+        }
+    )
+    assert "k&lt;T&gt;" in prof and "75%" in prof and "slow &amp; steady" in prof
+
+
+def test_monitor_snapshot_of_a_running_tree(tmp_path: Path) -> None:
+    import json
+    import subprocess
+    import sys
+    import time
+
+    from pytest_hipkittens.monitor import MANIFEST, lines, snapshot
+    from pytest_hipkittens.results import write_json
+
+    tree = ResultsTree(tmp_path)
+    done = tree.problem("level1/1_A")
+    done.write_candidate(1, prompt="p", response="r", code="c", result={"status": "correct"})
+    done.write_best("p", "c", {"status": "correct", "timing": {"speedup": 1.5}})
+    failed = tree.problem("level1/2_B")
+    failed.write_best(None, None, {"status": "compile_error"})
+    running = tree.problem("level1/3_C")
+    running.write_candidate(
+        1,
+        prompt="p",
+        response="r",
+        code="c",
+        result={"status": "incorrect", "category": "incorrect"},
+    )
+    (running.dir / "prompt_2.txt").write_text("reflection")
+    write_json(
+        tmp_path / MANIFEST,
+        {
+            "problems": ["level1/1_A", "level1/2_B", "level1/3_C", "level1/4_D"],
+            "started": time.time() - 3600,
+        },
+    )
+    snap = snapshot(tmp_path)
+    assert snap.done == 2 and snap.total == 4 and snap.pending == 1
+    assert snap.finished == {"correct": 1, "compile_error": 1}
+    assert [i["problem"] for i in snap.in_flight] == ["level1/3_C"]
+    assert snap.in_flight[0]["stage"] == "candidate 2: evaluating"
+    assert 1.9 < snap.rate_per_hour() < 2.1 and 3000 < snap.eta_seconds() < 3700
+    text = "\n".join(lines(snap))
+    assert "finished 2/4  in flight 1  pending 1" in text
+    assert "status: compile_error 1, correct 1" in text
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest_hipkittens.cli.monitor", str(tmp_path), "--once"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0 and proc.stdout.splitlines()[0] == lines(snap)[0]
+    assert "running level1/3_C: candidate 2: evaluating (1 evaluated" in proc.stdout
+    missing = subprocess.run(
+        [sys.executable, "-m", "pytest_hipkittens.cli.monitor", str(tmp_path / "nope"), "--once"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert missing.returncode == 2 and "is not a directory" in missing.stderr
+    assert json.loads((tmp_path / MANIFEST).read_text())["problems"][0] == "level1/1_A"

@@ -20,7 +20,7 @@ from pytest_hipkittens.scale import (
     visible_devices,
 )
 
-from .conftest import SCALE_PROBLEM, fenced, python_candidate, write_problem
+from .conftest import SCALE_PROBLEM, fenced, html_report, python_candidate, write_problem
 from .test_plugin import TEST_MODULE, responses_for, run_toy
 
 
@@ -110,9 +110,21 @@ def test_xdist_workers_split_the_cores(pytester: pytest.Pytester, hk_env: Path, 
         pytest.skip("needs two cores")
     pytester.makepyfile(test_kernelbench=TEST_MODULE)
     root, responses = two_toys
-    result = run(pytester, root, responses, "-n", "2")
+    result = run(
+        pytester, root, responses, "-n", "2", "--html", "report.html", "--self-contained-html"
+    )
     result.assert_outcomes(passed=2)
     results = pytester.path / "results"
+    # Each worker's items reach the controller's report: columns, extras and the plots.
+    report = html_report(pytester.path / "report.html")
+    assert sorted(report["rows"]) == ["level1/1_Scale", "level1/2_Scale"]
+    assert all(
+        r["cells"]["hkattempts"] == "1" and "best code" in r["extras"]
+        for r in report["rows"].values()
+    )
+    assert report["plots"] == ["speedup per problem", "statuses", "solved at attempt"]
+    manifest = json.loads((results / "hk_run.json").read_text())
+    assert manifest["problems"] == ["level1/1_Scale", "level1/2_Scale"]
     summary = json.loads((results / "summary.json").read_text())
     assert summary["problems"] == 2 and summary["solved"] == 2
     affinities = [

@@ -1,0 +1,143 @@
+"""What a results tree says about a running batch (``hk-monitor``, the seed's monitor.sh).
+
+Works from files alone, so it can watch a run in another process, on another host (a
+shared filesystem) or under xdist: finished problems have ``best_result.json``; a problem
+with candidate files but no best is in flight, and its newest file says what it is doing;
+the run manifest (``hk_run.json``, written by the plugin when the run starts) gives the
+problems selected, hence what is pending and an ETA from the observed throughput.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .results import ResultsTree, read_json
+
+MANIFEST = "hk_run.json"
+_INDEX = re.compile(r"^(prompt|response|code|result)_(\d+)\.(txt|py|json)$")
+
+
+@dataclass
+class Snapshot:
+    """Counts and rates of one look at a tree."""
+
+    finished: Counter = field(default_factory=Counter)
+    in_flight: list[dict[str, Any]] = field(default_factory=list)
+    total: int | None = None
+    started: float | None = None
+    finished_times: list[float] = field(default_factory=list)
+    now: float = field(default_factory=time.time)
+
+    @property
+    def done(self) -> int:
+        return sum(self.finished.values())
+
+    @property
+    def pending(self) -> int | None:
+        if self.total is None:
+            return None
+        return max(0, self.total - self.done - len(self.in_flight))
+
+    def rate_per_hour(self) -> float | None:
+        """Problems finished per hour since the run started (or its first finish)."""
+        if not self.finished_times:
+            return None
+        start = self.started or min(self.finished_times)
+        span = max(self.now - start, 1.0)
+        return len(self.finished_times) / span * 3600
+
+    def eta_seconds(self) -> float | None:
+        rate = self.rate_per_hour()
+        if rate is None or rate <= 0 or self.total is None:
+            return None
+        return (self.total - self.done) / rate * 3600
+
+
+def _activity(folder: Path) -> dict[str, Any]:
+    """Stage of an unfinished problem from its newest numbered file."""
+    files = [(p.stat().st_mtime, p) for p in folder.iterdir() if _INDEX.match(p.name)]
+    if not files:
+        return {"stage": "starting", "candidates": 0, "last": folder.stat().st_mtime}
+    last_time, last = max(files)
+    kind, index = _INDEX.match(last.name).group(1, 2)  # type: ignore[union-attr]
+    results = sum(1 for _, p in files if p.name.startswith("result_"))
+    if kind == "result":
+        res = read_json(last) or {}
+        stage = f"candidate {index}: {res.get('category') or res.get('status') or '?'}"
+    else:
+        stage = f"candidate {index}: evaluating"
+    return {"stage": stage, "candidates": results, "last": last_time}
+
+
+def snapshot(root: Path) -> Snapshot:
+    """Read the tree once."""
+    snap = Snapshot()
+    manifest = read_json(root / MANIFEST)
+    if isinstance(manifest, dict):
+        snap.total = len(manifest.get("problems") or []) or None
+        snap.started = manifest.get("started")
+    for store in ResultsTree(root).problems():
+        best_path = store.dir / "best_result.json"
+        best = read_json(best_path)
+        if isinstance(best, dict):
+            snap.finished[best.get("status") or "unknown"] += 1
+            snap.finished_times.append(best_path.stat().st_mtime)
+        elif store.dir.is_dir():
+            snap.in_flight.append({"problem": store.key, **_activity(store.dir)})
+    return snap
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    seconds = int(seconds)
+    return (
+        f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+        if seconds >= 3600
+        else f"{seconds // 60}m{seconds % 60:02d}s"
+    )
+
+
+def lines(snap: Snapshot) -> list[str]:
+    """Plain-text view (``--once``, logs)."""
+    total = snap.total if snap.total is not None else "?"
+    rate = snap.rate_per_hour()
+    out = [
+        f"finished {snap.done}/{total}  in flight {len(snap.in_flight)}  "
+        f"pending {snap.pending if snap.pending is not None else '?'}",
+        "status: " + (", ".join(f"{k} {v}" for k, v in sorted(snap.finished.items())) or "-"),
+        f"throughput: {rate:.1f} problems/h  ETA {_duration(snap.eta_seconds())}"
+        if rate
+        else "throughput: - (nothing finished yet)",
+    ]
+    for item in sorted(snap.in_flight, key=lambda i: i["problem"]):
+        age = _duration(snap.now - item["last"])
+        out.append(
+            f"  running {item['problem']}: {item['stage']} ({item['candidates']} evaluated, last file {age} ago)"
+        )
+    return out
+
+
+def table(snap: Snapshot) -> Any:
+    """rich renderable for the live view."""
+    from rich.console import Group
+    from rich.table import Table
+    from rich.text import Text
+
+    head = lines(snap)[:3]
+    t = Table(title="in flight", expand=False)
+    for col in ("problem", "stage", "evaluated", "last file"):
+        t.add_column(col)
+    for item in sorted(snap.in_flight, key=lambda i: i["problem"]):
+        t.add_row(
+            item["problem"],
+            item["stage"],
+            str(item["candidates"]),
+            _duration(snap.now - item["last"]) + " ago",
+        )
+    return Group(*(Text(h) for h in head), t)
