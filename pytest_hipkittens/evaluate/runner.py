@@ -54,6 +54,9 @@ REF_MEMORY_LIMIT = 1 << 30
 #: One evaluation at a time per process: under xdist each worker owns one device.
 DEVICE_LOCK = threading.Lock()
 
+#: Workers kept started ahead of need (each holds an interpreter with torch imported).
+MAX_SPARES = 4
+
 #: Share of the forward's time PyTorch's own compute ops may take before it is not a kernel.
 MAX_TORCH_SHARE = 0.5
 
@@ -269,6 +272,10 @@ class Evaluator:
         self._ref_lock = threading.Lock()
         self._hardware: dict[str, Any] | None = None
         self._work_cache: dict[str, dict[str, Any]] = {}
+        self._spares: list[tuple[str, Worker, Path]] = []
+        self._spare_lock = threading.Lock()
+        #: start workers ahead of need (off for one-shot tools that evaluate a single candidate)
+        self.spares_enabled = True
         self._ref_flags: dict[str, dict[str, Any]] = {}
 
     # -- environment -----------------------------------------------------------------
@@ -288,16 +295,39 @@ class Evaluator:
             env.update(pch_env(self.cfg.build_cache / "pch", env.get("CXX") or "c++"))
         return env
 
-    def _spawn(self, tag: str, ext_dir: Path | None) -> tuple[Worker, Path]:
-        run_dir = Path(tempfile.mkdtemp(prefix=f"{tag}-", dir=self.workdir))
+    def _start(self, env: dict[str, str]) -> tuple[Worker, Path]:
+        run_dir = Path(tempfile.mkdtemp(prefix="worker-", dir=self.workdir))
         log = run_dir / "worker.log"
         worker = Worker(
             log,
-            self._env(ext_dir),
+            env,
             memory_bytes=self.cfg.memory_bytes,
             cwd=run_dir,
             cpu_cores=self.cfg.cpu_cores,
         )
+        return worker, log
+
+    def _spawn(self) -> tuple[Worker, Path]:
+        """A fresh worker, started ahead of time when possible.
+
+        A worker's start-up (interpreter, ``import torch``, the audit's dispatch-mode set-up)
+        costs ~2 s; spares started in the background hide it, so a build-cache hit costs
+        little more than the candidate's import. Each worker still serves one candidate;
+        spares whose environment no longer matches the settings are discarded.
+        """
+        env = self._env(None)
+        key = hashlib.sha256(json.dumps(env, sort_keys=True).encode()).hexdigest()
+        with self._spare_lock:
+            while self._spares:
+                spare_key, worker, log = self._spares.pop(0)  # the oldest: most likely ready
+                if spare_key == key and worker.proc.poll() is None:
+                    break
+                worker.close()
+            else:
+                worker, log = self._start(env)
+            want = min(MAX_SPARES, max(1, self.cfg.build_jobs))
+            while self.spares_enabled and len(self._spares) < want:
+                self._spares.append((key, *self._start(env)))
         return worker, log
 
     def _load(self, worker: Worker, problem: Problem) -> dict[str, Any]:
@@ -341,7 +371,7 @@ class Evaluator:
             out_dir = self.workdir / "ref" / key
             out_dir.mkdir(parents=True, exist_ok=True)
             init_seed, seeds = self.seeds()
-            worker, log = self._spawn("ref", None)
+            worker, log = self._spawn()
             try:
                 with worker, DEVICE_LOCK:
                     answer = self._load(worker, problem)
@@ -418,14 +448,16 @@ class Evaluator:
         if reason and not (self.cfg.allow_torch_ops and "falls back" in reason):
             return _Candidate(code, fail(result, "rejected", "rejected", reason), None, Path())
         ext_dir = self.cfg.build_cache / cache_key(code, self.cfg)
-        worker, log = self._spawn("cand", ext_dir)
+        worker, log = self._spawn()
         code_path = log.parent / "candidate.py"
         code_path.write_text(code, encoding="utf-8")
         t0 = time.monotonic()
         try:
             answer = self._load(worker, problem)
             if answer.get("ok"):
-                answer = worker.request(self.cfg.build_timeout, cmd="build", code=str(code_path))
+                answer = worker.request(
+                    self.cfg.build_timeout, cmd="build", code=str(code_path), ext_dir=str(ext_dir)
+                )
         except WorkerDied as exc:
             worker.close()
             # A killed build may leave a partial directory (and torch's lock file): drop it.
@@ -891,5 +923,10 @@ class Evaluator:
         }
 
     def close(self) -> None:
+        with self._spare_lock:
+            self.spares_enabled = False
+            for _, worker, _ in self._spares:
+                worker.close()
+            self._spares.clear()
         if self._tmp is not None:
             self._tmp.cleanup()

@@ -146,13 +146,14 @@ class Worker:
         for name in ("Model", "get_inputs", "get_init_inputs"):
             if not hasattr(self.problem, name):
                 return {"ok": False, "category": "bad_problem", "message": f"problem has no {name}"}
-        from .audit import warm_mode
-
-        warm_mode()  # ~1 s of one-time set-up, here in the build phase, not on the device's time
         return {"ok": True}
 
     def build(self, msg: dict) -> dict:
         t0 = _perf_counter()
+        if msg.get("ext_dir"):
+            # The candidate's own content-addressed build folder (workers start before they
+            # know which candidate they will serve).
+            os.environ["TORCH_EXTENSIONS_DIR"] = msg["ext_dir"]
         try:
             self.candidate = self._import("hk_candidate", msg["code"])
         except BaseException as exc:  # noqa: BLE001 - any failure of candidate code
@@ -426,6 +427,11 @@ def main() -> int:
         return probe(sys.argv[2:])
     reply_fd = int(os.environ["HK_REPLY_FD"])
     reply = os.fdopen(reply_fd, "w", buffering=1)
+    from .audit import warm_mode
+
+    # ~1 s of one-time set-up for the audit, paid at start-up (usually ahead of need, see
+    # Evaluator._spawn) instead of while the device is held.
+    warm_mode()
     worker = Worker()
     handlers = {
         "load": worker.load,
