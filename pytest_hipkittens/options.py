@@ -315,6 +315,13 @@ OPTIONS: list[tuple[str, dict[str, Any], str | None, str | None, str]] = [
         "live stage line per problem: rich on a terminal, plain in logs (auto), or off (default: auto)",
     ),
     (
+        "--hk-plain-builds",
+        {"dest": "hk_plain_builds", "action": "store_true"},
+        "bool",
+        None,
+        "build candidates exactly as plain load_inline does: no precompiled torch header, no lean torch header in .cu files",
+    ),
+    (
         "--hk-precision",
         {"dest": "hk_precision", "choices": ("fp32", "fp16", "bf16")},
         "string",
@@ -485,6 +492,7 @@ def resolve_settings(config: pytest.Config) -> Settings:
         forbid_libraries=_flag(config, "hk_forbid_libraries"),
         max_speedup=_or(_get(config, "hk_max_speedup", _speedup), d.max_speedup),
         compile_baseline=_flag(config, "hk_compile_baseline"),
+        fast_builds=not _flag(config, "hk_plain_builds"),
         secret_env=tuple(
             config.getoption("hk_secret_env", None) or config.getini("hk_secret_env") or ()
         ),

@@ -67,6 +67,7 @@ class Settings:
     forbid_libraries: bool = False
     max_speedup: float = 10.0
     compile_baseline: bool = False
+    fast_builds: bool = True
     #: extra secret-variable patterns, on top of the sandbox's defaults
     secret_env: tuple[str, ...] = ()
     build_timeout: float = 900.0
@@ -134,6 +135,7 @@ class HKSession:
             forbid_libraries=s.forbid_libraries,
             max_speedup=s.max_speedup,
             compile_baseline=s.compile_baseline,
+            fast_builds=s.fast_builds,
             secret_patterns=SECRET_PATTERNS + s.secret_env,
         )
         return Evaluator(cfg)

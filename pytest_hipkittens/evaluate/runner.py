@@ -100,8 +100,8 @@ class EvalConfig:
     max_speedup: float = 10.0
     #: also time ``torch.compile`` of the reference: a second speedup column
     compile_baseline: bool = False
-    #: serve torch's extension headers precompiled to the host compiler (evaluate/pch.py)
-    pch: bool = True
+    #: precompiled torch headers for host compiles (pch.py), lean torch header for .cu (nvcc.py)
+    fast_builds: bool = True
     #: environment variables never handed to a worker (fnmatch patterns)
     secret_patterns: tuple[str, ...] = SECRET_PATTERNS
 
@@ -124,28 +124,44 @@ def compiler_id(cxx: str) -> str:
         return cxx
 
 
-@functools.lru_cache(maxsize=4)
-def pch_env(folder: Path, cxx: str) -> dict[str, str]:
-    """Environment that routes host compiles through the PCH wrapper (evaluate/pch.py)."""
-    import torch
-
-    real = shutil.which(cxx) or cxx
-    script = folder / "bin" / "c++"
-    text = f'#!/bin/sh\nexec {sys.executable} -m pytest_hipkittens.evaluate.pch "$@"\n'
-    if not script.is_file() or script.read_text(encoding="utf-8") != text:
-        script.parent.mkdir(parents=True, exist_ok=True)
-        tmp = script.with_suffix(f".{os.getpid()}.tmp")
+def _script(path: Path, module: str) -> Path:
+    """An executable that runs ``python -m module "$@"`` (compiler variables take one path)."""
+    text = f'#!/bin/sh\nexec {sys.executable} -m {module} "$@"\n'
+    if not path.is_file() or path.read_text(encoding="utf-8") != text:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
         tmp.write_text(text, encoding="utf-8")
         tmp.chmod(0o755)
-        os.replace(tmp, script)
+        os.replace(tmp, path)
+    return path
+
+
+@functools.lru_cache(maxsize=4)
+def compiler_env(folder: Path, backend: str, cxx: str) -> dict[str, str]:
+    """Route host compiles through the PCH wrapper (pch.py) and, on cuda, nvcc through the
+    lean-header wrapper (nvcc.py)."""
+    import torch
+
+    from .nvcc import lean_include
+
     header = Path(torch.__file__).parent / "include" / "torch" / "extension.h"
     stamp = int(header.stat().st_mtime) if header.exists() else 0
-    return {
-        "CXX": str(script),
-        "HK_REAL_CXX": real,
+    env = {
+        "CXX": str(_script(folder / "bin" / "c++", "pytest_hipkittens.evaluate.pch")),
+        "HK_REAL_CXX": shutil.which(cxx) or cxx,
         "HK_PCH_DIR": str(folder),
         "HK_PCH_TAG": f"{torch.__version__}-{platform.python_version()}-{stamp}",
     }
+    if backend == "cuda":
+        from torch.utils.cpp_extension import CUDA_HOME
+
+        nvcc = Path(CUDA_HOME or "/usr/local/cuda") / "bin" / "nvcc"
+        env.update(
+            PYTORCH_NVCC=str(_script(folder / "bin" / "nvcc", "pytest_hipkittens.evaluate.nvcc")),
+            HK_REAL_NVCC=str(nvcc),
+            HK_LEAN_INCLUDE=str(lean_include(folder / "lean")),
+        )
+    return env
 
 
 def code_sha256(code: str) -> str:
@@ -291,8 +307,12 @@ class Evaluator:
             env["OMP_NUM_THREADS"] = str(self.cfg.threads)
         if ext_dir is not None:
             env["TORCH_EXTENSIONS_DIR"] = str(ext_dir)
-        if self.cfg.pch and self.cfg.backend.name in ("cpu", "cuda"):
-            env.update(pch_env(self.cfg.build_cache / "pch", env.get("CXX") or "c++"))
+        if self.cfg.fast_builds and self.cfg.backend.name in ("cpu", "cuda"):
+            env.update(
+                compiler_env(
+                    self.cfg.build_cache / "pch", self.cfg.backend.name, env.get("CXX") or "c++"
+                )
+            )
         return env
 
     def _start(self, env: dict[str, str]) -> tuple[Worker, Path]:

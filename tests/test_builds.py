@@ -1,0 +1,81 @@
+"""The compiler wrappers that make cold builds cheaper (no real compiler: a fake one records)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pytest_hipkittens.evaluate import nvcc, pch
+
+FAKE = """#!/bin/sh
+echo "$@" >> {log}
+case "$*" in *"{fail_on}"*) echo "lean header: error" >&2; exit 1;; esac
+echo "ok $*"
+"""
+
+
+def fake_compiler(tmp_path: Path, fail_on: str = "\\x00") -> tuple[Path, Path]:
+    log = tmp_path / "calls.log"
+    exe = tmp_path / "fake-cc"
+    exe.write_text(FAKE.format(log=log, fail_on=fail_on))
+    exe.chmod(0o755)
+    return exe, log
+
+
+def test_pch_applies_only_to_sources_that_start_with_the_torch_include(tmp_path: Path) -> None:
+    main = tmp_path / "main.cpp"
+    main.write_text("// generated\n/* by load_inline */\n#include <torch/extension.h>\nint f();\n")
+    other = tmp_path / "other.cpp"
+    other.write_text("#define NDEBUG\n#include <torch/extension.h>\n")
+    args = [
+        "-MMD",
+        "-MF",
+        "main.o.d",
+        "-DTORCH_EXTENSION_NAME=abc",
+        "-O3",
+        "-c",
+        str(main),
+        "-o",
+        "main.o",
+    ]
+    flags, source = pch.header_flags(args)
+    assert flags == ["-O3"] and source == main
+    env = {"HK_REAL_CXX": "g++", "HK_PCH_DIR": str(tmp_path / "pch"), "HK_PCH_TAG": "t"}
+    folder = tmp_path / "pch" / pch.pch_key("g++", ["-O3"], "t")
+    folder.mkdir(parents=True)
+    (folder / "building").write_text("")  # someone is building it: do not start another
+    assert pch.wrap(args, env) == ["g++", *args]  # not there yet: plain compile
+    (folder / "hk_torch.h.gch").write_bytes(b"gch")
+    assert pch.wrap(args, env)[:4] == [
+        "g++",
+        "-include",
+        str(folder / "hk_torch.h"),
+        "-Winvalid-pch",
+    ]
+    # A macro before the include could change the header: no PCH.
+    other_args = [a if a != str(main) else str(other) for a in args]
+    assert pch.wrap(other_args, env) == ["g++", *other_args]
+    # Links and probes go through untouched; another torch build gets another key.
+    assert pch.wrap(["-v"], env) == ["g++", "-v"]
+    assert pch.pch_key("g++", ["-O3"], "other-torch") != folder.name
+
+
+def test_lean_cuda_header_with_fallback(tmp_path: Path, capfd) -> None:
+    exe, log = fake_compiler(tmp_path)
+    lean = nvcc.lean_include(tmp_path / "lean")
+    assert "torch/types.h" in (lean / "torch" / "extension.h").read_text()
+    env = {"HK_REAL_NVCC": str(exe), "HK_LEAN_INCLUDE": str(lean)}
+    assert nvcc.run(["-c", "k.cu", "-o", "k.o"], env) == 0
+    assert log.read_text().splitlines() == [f"-I {lean} -c k.cu -o k.o"]
+    # The lean header lacks something this kernel uses: its errors are dropped, the
+    # candidate's own header is used, and the log is what plain nvcc says.
+    exe, log = fake_compiler(
+        tmp_path / "b" if (tmp_path / "b").mkdir() is None else tmp_path, str(lean)
+    )
+    capfd.readouterr()
+    assert nvcc.run(["-c", "k.cu", "-o", "k.o"], env | {"HK_REAL_NVCC": str(exe)}) == 0
+    assert log.read_text().splitlines() == [f"-I {lean} -c k.cu -o k.o", "-c k.cu -o k.o"]
+    out = capfd.readouterr()
+    assert "lean header: error" not in out.err and "ok -c k.cu" in out.out
+    # Not a .cu compile (the link): straight through.
+    assert nvcc.run(["--shared", "k.o", "-o", "k.so"], env | {"HK_REAL_NVCC": str(exe)}) == 0
+    assert log.read_text().splitlines()[-1] == "--shared k.o -o k.so"
