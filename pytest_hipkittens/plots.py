@@ -51,11 +51,14 @@ def speedup_plot(records: list[dict[str, Any]]) -> str | None:
     fig, ax = plt.subplots(figsize=(max(5.0, 0.45 * len(rows) + 2), 3.6))
     values = [float(r["speedup"]) for r in rows]
     colours = ["#2e7d32" if v >= 1 else "#ef6c00" for v in values]
-    ax.bar(range(len(rows)), values, color=colours)
+    # Bars grow from 1x (up: faster, down: slower), so 0.99x does not look like nothing.
+    ax.bar(range(len(rows)), [v - 1.0 for v in values], bottom=1.0, color=colours)
     ax.set_yscale("log")
+    low, high = min(values + [1.0]), max(values + [1.0])
+    ax.set_ylim(low / 1.6, high * 1.6)
     from matplotlib.ticker import FuncFormatter, LogLocator
 
-    ax.yaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    ax.yaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 1.5, 2.0, 3.0, 5.0, 7.0)))
     ax.yaxis.set_minor_locator(LogLocator(base=10, subs=()))
     ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _pos: f"{v:g}x"))
     ax.axhline(1.0, color="black", linewidth=1, linestyle="--")

@@ -32,4 +32,5 @@ def hk_replayed(request: pytest.FixtureRequest, hk_store: ProblemResults) -> Out
 
 def test_kernel(hk_replayed: Outcome) -> None:
     """Passes exactly when the recorded best kernel is correct, like the live item."""
-    assert hk_replayed.correct, hk_replayed.explain()
+    if not hk_replayed.correct:
+        pytest.fail(hk_replayed.explain(), pytrace=False)
