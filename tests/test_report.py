@@ -155,3 +155,19 @@ def test_monitor_snapshot_of_a_running_tree(tmp_path: Path) -> None:
     )
     assert missing.returncode == 2 and "is not a directory" in missing.stderr
     assert json.loads((tmp_path / MANIFEST).read_text())["problems"][0] == "level1/1_A"
+
+
+def test_progress_line_is_plain_in_logs_and_styled_on_a_terminal() -> None:
+    from types import SimpleNamespace
+
+    from pytest_hipkittens.progress import ProgressLine
+
+    config = SimpleNamespace(pluginmanager=SimpleNamespace(get_plugin=lambda name: None))
+    plain = ProgressLine(config, "plain", attempts=3)  # type: ignore[arg-type]
+    line = plain.render("level1/19_ReLU", "building 3 candidate(s)", 2, 0)
+    assert line.startswith("[hk] level1/19_ReLU · attempt 2/3 · building 3 candidate(s) · 0:0")
+    styled = ProgressLine(config, "rich", attempts=3)  # type: ignore[arg-type]
+    text = styled.render("level1/19_ReLU", "verifying + timing", 2, 1)
+    assert "\x1b[" in text and "verifying + timing 1" in text
+    off = ProgressLine(config, "off", attempts=3)  # type: ignore[arg-type]
+    assert off("level1/19_ReLU", "generating", 1) is None
