@@ -26,21 +26,26 @@ STATUS_COLOURS = {
 }
 
 
+def _pyplot() -> Any:
+    """pyplot on the Agg backend (no display needed), imported only when a plot is drawn."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
 def _png(fig: Any) -> str:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
-    import matplotlib.pyplot as plt
-
-    plt.close(fig)
+    _pyplot().close(fig)
     return base64.b64encode(buf.getvalue()).decode("ascii")
 
 
 def speedup_plot(records: list[dict[str, Any]]) -> str | None:
     """Bar per correct problem, log-scale speedup, the 1x line; None without correct ones."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = _pyplot()
 
     rows = sorted(
         (r for r in records if r.get("status") == "correct" and r.get("speedup")),
@@ -73,10 +78,7 @@ def speedup_plot(records: list[dict[str, Any]]) -> str | None:
 
 def status_plot(records: list[dict[str, Any]]) -> str | None:
     """How the problems ended: one bar per status present."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = _pyplot()
 
     counts = Counter(r.get("status") or "unknown" for r in records)
     if not counts:
@@ -93,10 +95,7 @@ def status_plot(records: list[dict[str, Any]]) -> str | None:
 
 def attempts_plot(records: list[dict[str, Any]]) -> str | None:
     """The attempt at which each problem was solved (1 = no reflection needed)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = _pyplot()
 
     solved = Counter(int(r["solved_at_attempt"]) for r in records if r.get("solved_at_attempt"))
     unsolved = sum(1 for r in records if r.get("status") != "correct")

@@ -219,10 +219,10 @@ def _table(head: list[str], rows: list[list[Any]]) -> str:
 
 
 def attempts_table(candidates: list[dict[str, Any]]) -> str:
-    """The reflection history: every candidate with its status and what went wrong."""
+    """The reflection history: every result_N.json of a problem, its status and what went wrong."""
     rows = []
     for c in candidates:
-        sp = (c.get("timing") or {}).get("speedup") if "timing" in c else c.get("speedup")
+        sp = (c.get("timing") or {}).get("speedup")
         rows.append(
             [
                 c.get("index", ""),

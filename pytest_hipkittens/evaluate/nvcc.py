@@ -30,12 +30,9 @@ LEAN_HEADER = "#pragma once\n// pytest-hipkittens: torch/extension.h without the
 
 def lean_include(folder: Path) -> Path:
     """Create (atomically) the include directory holding the lean ``torch/extension.h``."""
-    header = folder / "torch" / "extension.h"
-    if not header.is_file() or header.read_text(encoding="utf-8") != LEAN_HEADER:
-        header.parent.mkdir(parents=True, exist_ok=True)
-        tmp = header.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(LEAN_HEADER, encoding="utf-8")
-        os.replace(tmp, header)
+    from ..results import write_if_changed
+
+    write_if_changed(folder / "torch" / "extension.h", LEAN_HEADER)
     return folder
 
 

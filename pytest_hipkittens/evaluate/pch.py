@@ -25,6 +25,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import shlex
 import subprocess
 import sys
 import time
@@ -108,10 +109,10 @@ def _start_pch_build(real_cxx: str, flags: list[str], folder: Path) -> None:
     tmp = folder / f"{HEADER}.gch.{os.getpid()}.tmp"
     # mv only after a successful compile; the claim is dropped either way.
     script = (
-        f"{_quote(real_cxx)} {' '.join(_quote(f) for f in flags)} -x c++-header "
-        f"{_quote(str(header))} -o {_quote(str(tmp))} >{_quote(str(folder / 'build.log'))} 2>&1 "
-        f"&& mv -f {_quote(str(tmp))} {_quote(str(header))}.gch; rm -f {_quote(str(tmp))} "
-        f"{_quote(str(claim))}"
+        f"{shlex.quote(real_cxx)} {' '.join(shlex.quote(f) for f in flags)} -x c++-header "
+        f"{shlex.quote(str(header))} -o {shlex.quote(str(tmp))} >{shlex.quote(str(folder / 'build.log'))} 2>&1 "
+        f"&& mv -f {shlex.quote(str(tmp))} {shlex.quote(str(header))}.gch; rm -f {shlex.quote(str(tmp))} "
+        f"{shlex.quote(str(claim))}"
     )
     subprocess.Popen(
         ["/bin/sh", "-c", script],
@@ -120,12 +121,6 @@ def _start_pch_build(real_cxx: str, flags: list[str], folder: Path) -> None:
         stderr=subprocess.DEVNULL,
         start_new_session=True,
     )
-
-
-def _quote(text: str) -> str:
-    import shlex
-
-    return shlex.quote(text)
 
 
 def wrap(args: list[str], env: dict[str, str]) -> list[str]:

@@ -32,6 +32,7 @@ from typing import Any
 from .. import __version__
 from ..backends import Backend
 from ..problems import Problem, ProblemError, top_level_names
+from ..results import write_if_changed
 from .compare import TOLERANCES, compare_outputs
 from .plausibility import implausible
 from .sandbox import SECRET_PATTERNS, Worker, WorkerDied, read_log, scrub_env
@@ -126,13 +127,7 @@ def compiler_id(cxx: str) -> str:
 
 def _script(path: Path, module: str) -> Path:
     """An executable that runs ``python -m module "$@"`` (compiler variables take one path)."""
-    text = f'#!/bin/sh\nexec {sys.executable} -m {module} "$@"\n'
-    if not path.is_file() or path.read_text(encoding="utf-8") != text:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(text, encoding="utf-8")
-        tmp.chmod(0o755)
-        os.replace(tmp, path)
+    write_if_changed(path, f'#!/bin/sh\nexec {sys.executable} -m {module} "$@"\n', 0o755)
     return path
 
 
@@ -254,6 +249,16 @@ def _repeats(previous: tuple[Any, Any], ref: Any, new: Any) -> bool:
         compare_outputs(prev_new, new, 0.0, 0.0).ok
         and not compare_outputs(prev_ref, ref, 0.0, 0.0).ok
     )
+
+
+def load_output(path: Path) -> tuple[Any, str | None]:
+    """A candidate's output file: ``(value, None)``, or ``(None, why)`` when it is junk."""
+    import torch
+
+    try:
+        return torch.load(path, weights_only=True), None
+    except Exception as exc:  # noqa: BLE001 - the candidate decides what it returned
+        return None, f"unreadable output: {exc}"
 
 
 def _failure_status(category: str) -> str:
@@ -505,7 +510,6 @@ class Evaluator:
     def _run(self, problem: Problem, cand: _Candidate) -> dict[str, Any]:
         result, worker = cand.result, cand.worker
         assert worker is not None
-        import torch
 
         ref_dir, seeds = self.reference(problem)
         out_dir = cand.log.parent
@@ -532,10 +536,9 @@ class Evaluator:
                 previous: tuple[Any, Any] | None = None
                 for i, seed in enumerate(seeds):
                     ref = self._ref_output(problem, ref_dir, seed)
-                    try:
-                        new = torch.load(out_dir / f"new_{seed}.pt", weights_only=True)
-                    except Exception as exc:  # noqa: BLE001 - candidate returned junk
-                        return fail(result, "incorrect", "incorrect", f"unreadable output: {exc}")
+                    new, junk = load_output(out_dir / f"new_{seed}.pt")
+                    if junk:
+                        return fail(result, "incorrect", "incorrect", junk)
                     cmp = compare_outputs(ref, new, atol, rtol)
                     worst_abs = max(worst_abs, cmp.max_abs_err)
                     worst_rel = max(worst_rel, cmp.max_rel_err)
@@ -698,15 +701,17 @@ class Evaluator:
                 if not answer.get("ok"):
                     check["recheck"] = f"failed: {answer.get('message')}"
                     return f"implausible result failed its recheck: {answer.get('message')}"
-                import torch
-
                 for i, seed in enumerate(seeds):
-                    new = torch.load(out_dir / f"new_{seed}.pt", weights_only=True)
-                    cmp = compare_outputs(self._ref_output(problem, ref_dir, seed), new, atol, rtol)
-                    if not cmp.ok:
-                        check["recheck"] = f"trial {i + 1}: {cmp.message}"
+                    new, why = load_output(out_dir / f"new_{seed}.pt")
+                    if why is None:
+                        cmp = compare_outputs(
+                            self._ref_output(problem, ref_dir, seed), new, atol, rtol
+                        )
+                        why = None if cmp.ok else cmp.message
+                    if why is not None:
+                        check["recheck"] = f"trial {i + 1}: {why}"
                         return (
-                            f"outputs changed after timing (trial {i + 1}: {cmp.message}); "
+                            f"outputs changed after timing (trial {i + 1}: {why}); "
                             f"the result was implausible: {reasons[0]}"
                         )
                 check["recheck"] = "passed"
