@@ -59,7 +59,8 @@ def test_pch_applies_only_to_sources_that_start_with_the_torch_include(tmp_path:
     assert pch.pch_key("g++", ["-O3"], "other-torch") != folder.name
 
 
-def test_lean_cuda_header_with_fallback(tmp_path: Path, capfd) -> None:
+def test_lean_cuda_header_with_fallback(tmp_path: Path, capfd, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)  # k.cu does not exist: no split; hk_nvcc.log lands here
     exe, log = fake_compiler(tmp_path)
     lean = nvcc.lean_include(tmp_path / "lean")
     assert "torch/types.h" in (lean / "torch" / "extension.h").read_text()

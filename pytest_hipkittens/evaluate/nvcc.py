@@ -7,22 +7,32 @@ trivial kernel's cold build here, ~55 s on the 16-core device host. The bindings
 ``main.cpp`` (compiled by the host compiler, see pch.py); a kernel file needs tensors,
 factories and streams, which ``torch/types.h`` declares.
 
-For each ``-c x.cu`` the wrapper first compiles with an include directory, searched before
-torch's own, whose ``torch/extension.h`` is ``torch/types.h``. If that compile fails, its
-output is discarded and the file is compiled again exactly as the candidate wrote it, so
-the log and the result are what plain nvcc gives; only time is lost. What is generated
-is the candidate's own code either way: the lean header removes declarations, it does
-not replace any.
+For each ``-c x.cu`` the wrapper tries, in order, keeping the first that compiles:
+
+1. the split build (splitcu.py): kernels to nvcc without torch (~1-3 s), the torch glue to
+   the host compiler with a precompiled ``torch/types.h`` (~2-4 s), both at once, joined
+   with ``ld -r`` into the object nvcc would have written;
+2. nvcc with an include directory, searched before torch's own, whose
+   ``torch/extension.h`` is ``torch/types.h`` (~30 s);
+3. nvcc on the file exactly as the candidate wrote it.
+
+Output of a failed attempt is discarded, so the log and the result of a candidate that
+compiles nowhere are what plain nvcc gives; only time is lost. What is generated is the
+candidate's own code in every case: the lean header removes declarations, the split moves
+them. ``hk_nvcc.log`` next to the object says which way each file went and why.
 
 Usage: ``PYTORCH_NVCC=<dir>/nvcc`` (torch honours it) where that script runs ``python -m
-pytest_hipkittens.evaluate.nvcc "$@"``; ``HK_REAL_NVCC``, ``HK_LEAN_INCLUDE``.
+pytest_hipkittens.evaluate.nvcc "$@"``; ``HK_REAL_NVCC``, ``HK_LEAN_INCLUDE``,
+``HK_SPLIT_CU=0`` (skip step 1).
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 LEAN_HEADER = "#pragma once\n// pytest-hipkittens: torch/extension.h without the C++ frontend and Python\n#include <torch/types.h>\n"
@@ -40,16 +50,182 @@ def is_cu_compile(args: list[str]) -> bool:
     return "-c" in args and any(a.endswith(".cu") and not a.startswith("-") for a in args)
 
 
+# -- the split build (splitcu.py) --------------------------------------------------------------
+#: nvcc flags that take the next argument and mean nothing to the host file.
+_DEVICE_WITH_ARG = {
+    "-gencode", "--generate-code", "-arch", "--gpu-architecture", "-code", "--gpu-code",
+    "-Xptxas", "--ptxas-options", "-Xnvlink", "--nvlink-options", "-maxrregcount",
+    "--maxrregcount", "-t", "--threads", "--diag-suppress", "-diag-suppress", "-x",
+    "--dependency-output", "-MF", "-MT", "-o", "-ccbin", "--compiler-bindir",
+}  # fmt: skip
+_DEVICE_ONLY = {
+    "-c", "--generate-dependencies-with-compile", "-MD", "-MMD", "--expt-relaxed-constexpr",
+    "--expt-extended-lambda", "--extended-lambda", "-lineinfo", "--use_fast_math",
+    "-use_fast_math", "-G", "--resource-usage", "-Wno-deprecated-gpu-targets", "-keep", "--keep",
+}  # fmt: skip
+_DEVICE_PREFIX = tuple(f"{f}=" for f in _DEVICE_WITH_ARG) + (
+    "--ftz=", "-ftz=", "--prec-div=", "-prec-div=", "--prec-sqrt=", "-prec-sqrt=", "--fmad=",
+    "-fmad=", "--use_fast_math=",
+)  # fmt: skip
+_HOST_WITH_ARG = {"-I", "-isystem", "-D", "-U", "-include", "--include-path", "--define-macro",
+                  "--system-include", "--undefine-macro", "-O", "--optimize"}  # fmt: skip
+_HOST_ALIAS = {"--include-path": "-I", "--define-macro": "-D", "--system-include": "-isystem",
+               "--undefine-macro": "-U", "--optimize": "-O"}  # fmt: skip
+
+
+class NotSplit(Exception):
+    """This compile is not one the split build handles (the reason is logged)."""
+
+
+def host_flags(args: list[str], cuda_include: Path | None) -> list[str]:
+    """The host compiler flags nvcc would give the host half of ``args``: include paths,
+    macros, language standard, optimisation and ``-Xcompiler`` options."""
+    flags: list[str] = []
+    it = iter(args)
+    for arg in it:
+        if arg in _DEVICE_WITH_ARG:
+            next(it, None)
+        elif arg in _DEVICE_ONLY or arg.startswith(_DEVICE_PREFIX) or arg.endswith(".cu"):
+            continue
+        elif arg in ("-Xcompiler", "--compiler-options"):
+            flags += [f for f in next(it, "").split(",") if f]
+        elif arg.startswith(("-Xcompiler=", "--compiler-options=")):
+            flags += [f for f in arg.split("=", 1)[1].split(",") if f]
+        elif arg in _HOST_WITH_ARG:
+            flag = _HOST_ALIAS.get(arg, arg)
+            value = next(it, "")
+            flags += [flag + value] if flag == "-O" else [flag, value]
+        elif arg.startswith(("-I", "-D", "-U", "-O", "-std=", "--std=", "-isystem")) or arg == "-g":
+            flags.append(arg.replace("--std=", "-std="))
+        elif arg.startswith(("-rdc", "--relocatable-device-code", "--default-stream")) or arg in (
+            "-dc", "--device-c", "-dlink", "--device-link",
+        ):  # fmt: skip
+            raise NotSplit(f"{arg} changes how device code links or what host code means")
+        else:
+            raise NotSplit(f"unknown nvcc flag {arg}")
+    if cuda_include is not None:
+        flags += ["-isystem", str(cuda_include)]
+        if (cuda_include / "cccl").is_dir():
+            flags += ["-isystem", str(cuda_include / "cccl")]
+    return flags
+
+
+def _value(args: list[str], *names: str) -> str | None:
+    for k, arg in enumerate(args):
+        if arg in names and k + 1 < len(args):
+            return args[k + 1]
+        for name in names:
+            if arg.startswith(name + "="):
+                return arg.split("=", 1)[1]
+    return None
+
+
+def _defined(obj: Path, env: dict[str, str]) -> tuple[set[str], set[str]]:
+    """(defined, undefined) symbol names of an object file, from ``nm``."""
+    out = subprocess.run(["nm", "-P", str(obj)], capture_output=True, text=True, env=env)
+    if out.returncode:
+        raise NotSplit(f"nm {obj.name}: {out.stderr.strip()}")
+    defined, undefined = set(), set()
+    for line in out.stdout.splitlines():
+        parts = line.split()
+        if len(parts) >= 2:
+            (undefined if parts[1] in "Uw" else defined).add(parts[0])
+    return defined, undefined
+
+
+def split_compile(args: list[str], env: dict[str, str], real: str, lean: Path) -> int:
+    """Compile the ``.cu`` of ``args`` as a torch-free device file (nvcc) and a host file
+    (host compiler, precompiled lean header) at the same time, then join the two objects
+    into the output nvcc would have written. Raises :class:`NotSplit` when not applicable."""
+    from . import pch
+    from .splitcu import Refused, split
+
+    source = next(Path(a) for a in args if a.endswith(".cu") and not a.startswith("-"))
+    output = _value(args, "-o", "--output-file")
+    if output is None:
+        raise NotSplit("no -o")
+    cuda_root = Path(os.path.realpath(shutil.which(real) or real)).parent.parent
+    flags = host_flags(args, cuda_root / "include" if (cuda_root / "include").is_dir() else None)
+    try:
+        parts = split(source.read_text(encoding="utf-8", errors="replace"))
+    except (Refused, OSError) as exc:
+        raise NotSplit(str(exc)) from None
+    work = Path(output + ".hk-split")
+    work.mkdir(parents=True, exist_ok=True)
+    dev_src, host_src = work / "device.cu", work / "host.cpp"
+    dev_obj, host_obj = work / "device.o", work / "host.o"
+    dev_src.write_text(parts.device, encoding="utf-8")
+    host_src.write_text(parts.host, encoding="utf-8")
+    dev_args: list[str] = []
+    it = iter(args)
+    for arg in it:
+        if arg in ("-o", "--output-file", "--dependency-output", "-MF", "-MT"):
+            next(it, None)
+        elif arg in ("--generate-dependencies-with-compile", "-MD", "-MMD"):
+            continue
+        else:
+            dev_args.append(str(dev_src) if Path(arg) == source else arg)
+    cxx = _value(args, "-ccbin", "--compiler-bindir") or env.get("HK_REAL_CXX") or "c++"
+    host_env = env | {"HK_REAL_CXX": cxx}
+    host_cmd = pch.command([*flags, "-c", str(host_src), "-o", str(host_obj)], host_env, str(lean))
+    with open(work / "device.log", "wb") as dev_log, open(work / "host.log", "wb") as host_log:
+        procs = [
+            subprocess.Popen([real, *dev_args, "-o", str(dev_obj)], stdout=dev_log, stderr=dev_log),
+            subprocess.Popen(host_cmd, stdout=host_log, stderr=host_log),
+        ]
+        codes = [p.wait() for p in procs]
+    if any(codes):
+        raise NotSplit(f"split halves did not compile (device {codes[0]}, host {codes[1]})")
+    defined, _ = _defined(dev_obj, env)
+    _, needed = _defined(host_obj, env)
+    missing = {k.pointer for k in parts.kernels} & needed - defined
+    if missing:
+        raise NotSplit(f"device object lacks {', '.join(sorted(missing))}")
+    joined = subprocess.run(
+        [cxx, "-r", "-nostdlib", "-o", output, str(dev_obj), str(host_obj)],
+        capture_output=True,
+        text=True,
+    )
+    if joined.returncode:
+        raise NotSplit(f"joining the objects: {joined.stderr.strip()[:300]}")
+    depfile = _value(args, "--dependency-output", "-MF")
+    if depfile:
+        Path(depfile).write_text(f"{_escape(output)}: {_escape(str(source))}\n", encoding="utf-8")
+    return 0
+
+
+def _escape(path: str) -> str:
+    return path.replace(" ", "\\ ")
+
+
+def _note(args: list[str], line: str) -> None:
+    """Append how this ``.cu`` was compiled to ``hk_nvcc.log`` next to its object."""
+    output = _value(args, "-o", "--output-file")
+    if output:
+        with open(Path(output).parent / "hk_nvcc.log", "a", encoding="utf-8") as fh:
+            fh.write(line + "\n")
+
+
 def run(args: list[str], env: dict[str, str]) -> int:
-    """Compile like nvcc would; for a ``.cu``, try the lean header first."""
+    """Compile like nvcc would; for a ``.cu``, try the split build, then the lean header."""
     real = env.get("HK_REAL_NVCC") or "nvcc"
     lean = env.get("HK_LEAN_INCLUDE")
     if lean and is_cu_compile(args):
+        t0 = time.monotonic()
+        if env.get("HK_SPLIT_CU", "1") != "0":
+            try:
+                split_compile(args, env, real, Path(lean))
+                _note(args, f"split {time.monotonic() - t0:.2f}s")
+                return 0
+            except NotSplit as exc:
+                _note(args, f"not split: {exc}")
         first = subprocess.run([real, "-I", lean, *args], capture_output=True)
         if first.returncode == 0:
             sys.stdout.buffer.write(first.stdout)
             sys.stderr.buffer.write(first.stderr)
+            _note(args, f"lean header {time.monotonic() - t0:.2f}s")
             return 0
+        _note(args, "as written")
     return subprocess.call([real, *args])
 
 
