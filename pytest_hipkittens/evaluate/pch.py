@@ -8,6 +8,13 @@ it adds ``-include hk_torch.h`` backed by a GCC precompiled header built with th
 flags, which is exactly equivalent to the source's own first include. Anything else (other
 sources, links, ``-v`` probes) goes to the real compiler untouched.
 
+Such a binding file is first compiled against a lean ``torch/extension.h`` (``HK_LEAN_MAIN``,
+searched first): tensors, pybind11 and torch's casters without the C++ frontend, whose
+templates GCC instantiates at the end of *every* file that includes them (an empty file
+with the full precompiled header costs ~11 s at -O3 on the 2-core machine, ~2 s with
+``torch/types.h``). If that compile fails, its output is discarded and the file is compiled
+as written. The lean header removes declarations, it replaces none.
+
 A missing header is never waited for: the first compile with a new flag set compiles as
 usual and starts the PCH build in the background, in its own session so the worker's
 process-group kill does not reach it; it is written to a temporary name and renamed, so a
@@ -17,7 +24,8 @@ costs time, never correctness. The key covers the real compiler, every flag that
 the header, and ``HK_PCH_TAG`` (torch version and header mtime, set by the harness).
 
 Usage: ``CXX=<dir>/c++`` where that script runs ``python -m
-pytest_hipkittens.evaluate.pch "$@"``; ``HK_REAL_CXX``, ``HK_PCH_DIR``, ``HK_PCH_TAG``.
+pytest_hipkittens.evaluate.pch "$@"``; ``HK_REAL_CXX``, ``HK_PCH_DIR``, ``HK_PCH_TAG``,
+``HK_LEAN_MAIN``.
 """
 
 from __future__ import annotations
@@ -32,6 +40,14 @@ import time
 from pathlib import Path
 
 HEADER = "hk_torch.h"
+#: what a binding file needs of ``torch/extension.h``: tensors and factories, pybind11 with
+#: torch's type casters, and ``wrap_pybind_function``; not the C++ frontend (nn, optim, data,
+#: serialize), whose templates cost ~4 s of every compile that includes them.
+LEAN_MAIN_HEADER = (
+    "#pragma once\n// pytest-hipkittens: torch/extension.h for binding files\n"
+    "#include <torch/types.h>\n#include <torch/csrc/utils/pybind.h>\n"
+    "#include <torch/csrc/Exceptions.h>\n"
+)
 STALE_CLAIM_S = 1800
 FIRST_INCLUDE = re.compile(r"^\s*#\s*include\s*[<\"]torch/extension\.h[>\"]")
 #: flags that do not reach the header's meaning: outputs, dependency files, the source.
@@ -123,9 +139,12 @@ def _start_pch_build(real_cxx: str, flags: list[str], folder: Path) -> None:
     )
 
 
-def wrap(args: list[str], env: dict[str, str]) -> list[str]:
-    """The real compiler's command line for ``args`` (with the PCH when it applies)."""
+def command(args: list[str], env: dict[str, str], lean: str | None = None) -> list[str]:
+    """The real compiler's command line for ``args``, with ``-I lean`` first when given
+    (its ``torch/extension.h`` is a lean one) and the precompiled header when it applies."""
     real = env.get("HK_REAL_CXX") or "c++"
+    if lean:
+        args = ["-I", lean, *args]
     pch_dir = env.get("HK_PCH_DIR")
     flags, source = header_flags(args)
     if not pch_dir or source is None or not FIRST_INCLUDE.match(first_code_line(source)):
@@ -138,10 +157,36 @@ def wrap(args: list[str], env: dict[str, str]) -> list[str]:
     return [real, *args]
 
 
-def main() -> int:
-    cmd = wrap(sys.argv[1:], dict(os.environ))
+def wrap(args: list[str], env: dict[str, str]) -> list[str]:
+    """The command for ``args`` with the full header (kept for callers and tests)."""
+    return command(args, env)
+
+
+def lean_main_include(folder: Path) -> Path:
+    """Create the include directory whose ``torch/extension.h`` holds what bindings need."""
+    from ..results import write_if_changed
+
+    write_if_changed(folder / "torch" / "extension.h", LEAN_MAIN_HEADER)
+    return folder
+
+
+def run(args: list[str], env: dict[str, str]) -> int:
+    """Compile; a binding file first against the lean header, then as written."""
+    lean = env.get("HK_LEAN_MAIN")
+    _, source = header_flags(args)
+    if lean and source is not None and FIRST_INCLUDE.match(first_code_line(source)):
+        first = subprocess.run(command(args, env, lean), capture_output=True)
+        if first.returncode == 0:
+            sys.stdout.buffer.write(first.stdout)
+            sys.stderr.buffer.write(first.stderr)
+            return 0
+    cmd = command(args, env)
     os.execvp(cmd[0], cmd)
     return 127  # not reached
+
+
+def main() -> int:
+    return run(sys.argv[1:], dict(os.environ))
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ The trusted side of evaluation. For one problem it
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import json
@@ -23,7 +24,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -54,6 +55,10 @@ REF_MEMORY_LIMIT = 1 << 30
 
 #: One evaluation at a time per process: under xdist each worker owns one device.
 DEVICE_LOCK = threading.Lock()
+
+#: Evaluations in flight per process: their device phases still take turns (DEVICE_LOCK),
+#: but one candidate's output comparison runs while another's uses the device.
+EVAL_THREADS = 2
 
 #: Workers kept started ahead of need (each holds an interpreter with torch imported).
 MAX_SPARES = 4
@@ -133,11 +138,12 @@ def _script(path: Path, module: str) -> Path:
 
 @functools.lru_cache(maxsize=4)
 def compiler_env(folder: Path, backend: str, cxx: str) -> dict[str, str]:
-    """Route host compiles through the PCH wrapper (pch.py) and, on cuda, nvcc through the
-    lean-header wrapper (nvcc.py)."""
+    """Route host compiles through the PCH and lean-binding-header wrapper (pch.py) and, on
+    cuda, nvcc through the split / lean-header wrapper (nvcc.py)."""
     import torch
 
     from .nvcc import lean_include
+    from .pch import lean_main_include
 
     header = Path(torch.__file__).parent / "include" / "torch" / "extension.h"
     stamp = int(header.stat().st_mtime) if header.exists() else 0
@@ -146,6 +152,7 @@ def compiler_env(folder: Path, backend: str, cxx: str) -> dict[str, str]:
         "HK_REAL_CXX": shutil.which(cxx) or cxx,
         "HK_PCH_DIR": str(folder),
         "HK_PCH_TAG": f"{torch.__version__}-{platform.python_version()}-{stamp}",
+        "HK_LEAN_MAIN": str(lean_main_include(folder / "lean-main")),
     }
     if backend == "cuda":
         from torch.utils.cpp_extension import CUDA_HOME
@@ -234,6 +241,9 @@ def base_result(code: str | None, cfg: EvalConfig) -> dict[str, Any]:
         },
         "build_seconds": None,
         "eval_seconds": None,
+        #: seconds the device was held (outputs, audit, timing) and per evaluation phase.
+        "device_seconds": None,
+        "eval_phases": {},
     }
 
 
@@ -249,6 +259,16 @@ def _repeats(previous: tuple[Any, Any], ref: Any, new: Any) -> bool:
         compare_outputs(prev_new, new, 0.0, 0.0).ok
         and not compare_outputs(prev_ref, ref, 0.0, 0.0).ok
     )
+
+
+@contextlib.contextmanager
+def _phase(phases: dict[str, float], name: str) -> Iterator[None]:
+    """Add the seconds spent in the block to ``phases[name]`` (where evaluation time goes)."""
+    t0 = time.monotonic()
+    try:
+        yield
+    finally:
+        phases[name] = round(phases.get(name, 0.0) + time.monotonic() - t0, 3)
 
 
 def load_output(path: Path) -> tuple[Any, str | None]:
@@ -305,8 +325,9 @@ class Evaluator:
         env.update(self.cfg.backend.env)
         env.update(self.cfg.backend.pin_env(self.cfg.device_index))
         env.update(self.cfg.extra_env)
+        # At least 2: the binding file and the kernel file of one build compile side by side.
         env.setdefault(
-            "MAX_JOBS", str(max(1, (os.cpu_count() or 2) // max(1, self.cfg.build_jobs)))
+            "MAX_JOBS", str(max(2, (os.cpu_count() or 2) // max(1, self.cfg.build_jobs)))
         )
         if self.cfg.threads:
             env["OMP_NUM_THREADS"] = str(self.cfg.threads)
@@ -513,55 +534,38 @@ class Evaluator:
 
         ref_dir, seeds = self.reference(problem)
         out_dir = cand.log.parent
-        atol, rtol = self.cfg.tolerance
         t0 = time.monotonic()
+        phases: dict[str, float] = {}
+        result["eval_phases"] = phases
         try:
-            with DEVICE_LOCK:
+            with DEVICE_LOCK, _phase(phases, "outputs"):
                 if self._hardware is None:
                     hw = worker.request(60, cmd="hardware")
                     self._hardware = hw.get("hardware", {}) if hw.get("ok") else {}
                 result["hardware"] = self._hardware
                 answer = self._outputs(worker, "new", out_dir, seeds)
-                if answer.get("ok"):
-                    reason = self._behaviour(problem, answer)
-                    if reason:
-                        return fail(result, "rejected", "rejected", reason)
-                if not answer.get("ok"):
-                    category = answer.get("category", "runtime_error")
-                    status = _failure_status(category)
-                    return fail(
-                        result, status, category, answer.get("message", ""), answer.get("log", "")
-                    )
-                worst_abs = worst_rel = 0.0
-                previous: tuple[Any, Any] | None = None
-                for i, seed in enumerate(seeds):
-                    ref = self._ref_output(problem, ref_dir, seed)
-                    new, junk = load_output(out_dir / f"new_{seed}.pt")
-                    if junk:
-                        return fail(result, "incorrect", "incorrect", junk)
-                    cmp = compare_outputs(ref, new, atol, rtol)
-                    worst_abs = max(worst_abs, cmp.max_abs_err)
-                    worst_rel = max(worst_rel, cmp.max_rel_err)
-                    result["correctness"].update(max_abs_err=worst_abs, max_rel_err=worst_rel)
-                    if not cmp.ok:
-                        result["correctness"]["passed"] = i
-                        if previous is not None and _repeats(previous, ref, new):
-                            return fail(
-                                result,
-                                "rejected",
-                                "rejected",
-                                f"trial {i + 1}: returned the previous call's output for new "
-                                "inputs (results cached across calls)",
-                            )
-                        return fail(
-                            result, "incorrect", "incorrect", f"trial {i + 1}: {cmp.message}"
-                        )
-                    previous = (ref, new)
-                result["correctness"]["passed"] = len(seeds)
-                reason = self._audit(problem, worker, result, seeds[0])
+            if answer.get("ok"):
+                reason = self._behaviour(problem, answer)
                 if reason:
                     return fail(result, "rejected", "rejected", reason)
-                answer = self._time(worker, seeds[0], self.cfg.timing_trials)
+            if not answer.get("ok"):
+                category = answer.get("category", "runtime_error")
+                status = _failure_status(category)
+                return fail(
+                    result, status, category, answer.get("message", ""), answer.get("log", "")
+                )
+            # The comparison needs no device: another candidate's turn can use it meanwhile.
+            with _phase(phases, "compare"):
+                reason, status = self._compare(problem, result, ref_dir, out_dir, seeds)
+            if reason:
+                return fail(result, status, status, reason)
+            with DEVICE_LOCK:
+                with _phase(phases, "audit"):
+                    reason = self._audit(problem, worker, result, seeds[0])
+                if reason:
+                    return fail(result, "rejected", "rejected", reason)
+                with _phase(phases, "timing"):
+                    answer = self._time(worker, seeds[0], self.cfg.timing_trials)
                 if not answer.get("ok"):
                     category = answer.get("category", "runtime_error")
                     status = _failure_status(category)
@@ -577,6 +581,7 @@ class Evaluator:
             return fail(result, status, status, str(exc), read_log(cand.log))
         finally:
             result["eval_seconds"] = round(time.monotonic() - t0, 3)
+            result["device_seconds"] = round(sum(v for k, v in phases.items() if k != "compare"), 3)
         result["timing"] = self._timing(problem, answer)
         reasons = implausible(
             result["timing"], result["hardware"], self.cfg.precision, self.cfg.max_speedup
@@ -592,6 +597,40 @@ class Evaluator:
         if speedup < 1 and self.cfg.profile_slow:
             result["profile"] = self._profile_in(worker, speedup, result["timing"]["new_ms"])
         return result
+
+    def _compare(
+        self,
+        problem: Problem,
+        result: dict[str, Any],
+        ref_dir: Path,
+        out_dir: Path,
+        seeds: list[int],
+    ) -> tuple[str | None, str]:
+        """Check each trial's output against the reference: (reason, status) of a failure."""
+        atol, rtol = self.cfg.tolerance
+        worst_abs = worst_rel = 0.0
+        previous: tuple[Any, Any] | None = None
+        for i, seed in enumerate(seeds):
+            ref = self._ref_output(problem, ref_dir, seed)
+            new, junk = load_output(out_dir / f"new_{seed}.pt")
+            if junk:
+                return junk, "incorrect"
+            cmp = compare_outputs(ref, new, atol, rtol)
+            worst_abs = max(worst_abs, cmp.max_abs_err)
+            worst_rel = max(worst_rel, cmp.max_rel_err)
+            result["correctness"].update(max_abs_err=worst_abs, max_rel_err=worst_rel)
+            if not cmp.ok:
+                result["correctness"]["passed"] = i
+                if previous is not None and _repeats(previous, ref, new):
+                    return (
+                        f"trial {i + 1}: returned the previous call's output for new "
+                        "inputs (results cached across calls)",
+                        "rejected",
+                    )
+                return f"trial {i + 1}: {cmp.message}", "incorrect"
+            previous = (ref, new)
+        result["correctness"]["passed"] = len(seeds)
+        return None, "correct"
 
     def _time(self, worker: Worker, seed: int, trials: int) -> dict[str, Any]:
         return worker.request(
@@ -789,23 +828,34 @@ class Evaluator:
             on_stage("building", len(pairs))
         results: list[dict[str, Any] | None] = [None] * len(pairs)
         jobs = max(1, min(self.cfg.build_jobs, len(pairs)))
-        with ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="hk-build") as pool:
+        with (
+            ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="hk-build") as pool,
+            ThreadPoolExecutor(max_workers=EVAL_THREADS, thread_name_prefix="hk-eval") as evals,
+        ):
             futures = {pool.submit(self._build, *pc): i for i, pc in enumerate(pairs)}
+            runs = []
             done = 0
             for future in as_completed(futures):
                 i = futures[future]
                 cand = future.result()
-                try:
-                    if cand.worker is not None:
-                        done += 1
-                        if on_stage is not None:
-                            on_stage("verifying + timing", done)
-                        self._run(pairs[i][0], cand)
-                finally:
-                    if cand.worker is not None:
-                        cand.worker.close()
-                results[i] = cand.result
+                if cand.worker is None:
+                    results[i] = cand.result
+                    continue
+                done += 1
+                if on_stage is not None:
+                    on_stage("verifying + timing", done)
+                runs.append((i, evals.submit(self._run_and_close, pairs[i][0], cand)))
+            for i, run in runs:
+                results[i] = run.result()
         return [r for r in results if r is not None]
+
+    def _run_and_close(self, problem: Problem, cand: _Candidate) -> dict[str, Any]:
+        try:
+            self._run(problem, cand)
+        finally:
+            if cand.worker is not None:
+                cand.worker.close()
+        return cand.result
 
     def evaluate_many(
         self, problem: Problem, codes: Sequence[str], on_stage: Stage | None = None

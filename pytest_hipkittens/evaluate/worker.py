@@ -432,6 +432,10 @@ def main() -> int:
     # ~1 s of one-time set-up for the audit, paid at start-up (usually ahead of need, see
     # Evaluator._spawn) instead of while the device is held.
     warm_mode()
+    # Candidates build through torch's extension loader; importing it (and setuptools under
+    # it, ~0.15 s) here keeps that out of a build-cache hit.
+    import torch.utils.cpp_extension  # noqa: F401
+
     worker = Worker()
     handlers = {
         "load": worker.load,
