@@ -28,6 +28,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 from pytest_hipkittens.backends import get_backend
 from pytest_hipkittens.evaluate import EvalConfig, Evaluator
@@ -138,35 +139,58 @@ def wait_for_pch(folder: Path, timeout: float = 900) -> float:
     return float("nan")
 
 
+def ninja_steps(cache: Path, tags: list[str]) -> dict[str, float]:
+    """Mean seconds of each build step (from ninja's own log) over the candidates ``tags``."""
+    steps: dict[str, list[float]] = {}
+    for tag in tags:
+        for log in cache.glob(f"*/hk_tp_{tag}/.ninja_log"):
+            for line in log.read_text(encoding="utf-8").splitlines()[1:]:
+                start, end, _, output = line.split("\t")[:4]
+                step = Path(output).suffix.lstrip(".") if output.endswith(".so") else output
+                steps.setdefault(step, []).append((int(end) - int(start)) / 1000)
+    return {k: statistics.fmean(v) for k, v in sorted(steps.items())}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--backend", default="auto")
     parser.add_argument("--count", type=int, default=16, help="distinct candidates (>= 16)")
-    parser.add_argument("--jobs", type=int, default=os.cpu_count() or 2, help="concurrent builds")
+    parser.add_argument(
+        "--jobs",
+        default=str(os.cpu_count() or 2),
+        help="concurrent builds; a comma list runs the pipeline once per value (new candidates)",
+    )
     parser.add_argument("--serial", type=int, default=2, help="plain builds actually measured")
     parser.add_argument("--timing-trials", type=int, default=30)
     parser.add_argument("--json", type=Path, help="write the figures here")
     args = parser.parse_args()
+    jobs_list = [int(j) for j in str(args.jobs).split(",")]
 
     backend = get_backend(args.backend)
     problem = load_problem_file(SAMPLES_DIR / "level1" / "1_ReLU.py")
     salt = f"{os.getpid()}_{int(time.time())}"
-    codes = [variant(backend.name, i, salt) for i in range(args.count + args.serial + 2)]
+    total = args.count * len(jobs_list) + args.serial + 2
+    codes = [variant(backend.name, i, salt) for i in range(total)]
     tmp = Path(tempfile.mkdtemp(prefix="hk-throughput-"))
-    cfg = EvalConfig(
-        backend=backend,
-        build_cache=tmp / "cache",
-        build_jobs=args.jobs,
-        timing_trials=args.timing_trials,
-        correctness_trials=3,
-    )
-    ev = Evaluator(cfg, tmp / "work")
-    figures: dict[str, float] = {}
+    cache = tmp / "cache"
 
-    # 0. warm-up: one harness build starts the precompiled header in the background.
+    def evaluator(jobs: int) -> Evaluator:
+        cfg = EvalConfig(
+            backend=backend,
+            build_cache=cache,
+            build_jobs=jobs,
+            timing_trials=args.timing_trials,
+            correctness_trials=3,
+        )
+        return Evaluator(cfg, tmp / f"work-{jobs}")
+
+    ev = evaluator(jobs_list[0])
+    figures: dict[str, Any] = {}
+
+    # 0. warm-up: one harness build starts the precompiled headers in the background.
     first = ev.evaluate(problem, codes[0])
     figures["first_build_s"] = first["build_seconds"] or float("nan")
-    figures["pch_ready_after_s"] = wait_for_pch(tmp / "cache" / "pch")
+    figures["pch_ready_after_s"] = wait_for_pch(cache / "pch")
     print(
         f"warm-up build {figures['first_build_s']:.1f} s ({first['status']}); "
         f"PCH ready {figures['pch_ready_after_s']:.1f} s later",
@@ -181,58 +205,89 @@ def main() -> int:
     # 2. cold latency of one new candidate through the harness, PCH ready.
     lat = ev.evaluate(problem, codes[1 + args.serial])
     figures["harness_cold_build_s"] = lat["build_seconds"] or float("nan")
+    figures["harness_cold_steps_s"] = ninja_steps(cache, [f"{salt}_{1 + args.serial}"])
+    steps = ", ".join(f"{k} {v:.1f}" for k, v in figures["harness_cold_steps_s"].items())
     print(
-        f"harness cold build: {figures['harness_cold_build_s']:.1f} s ({lat['status']})", flush=True
+        f"harness cold build: {figures['harness_cold_build_s']:.1f} s ({lat['status']}); "
+        f"ninja steps: {steps}",
+        flush=True,
     )
 
-    # 3. the pipeline on `count` new candidates.
-    batch = codes[2 + args.serial :]
-    t0 = time.monotonic()
-    results = ev.evaluate_pairs([(problem, c) for c in batch])
-    wall = time.monotonic() - t0
-    device_s = sum(r.get("eval_seconds") or 0.0 for r in results)
-    statuses = sorted({r["status"] for r in results})
-    figures.update(
-        pipeline_wall_s=wall,
-        pipeline_effective_s=wall / len(batch),
-        pipeline_device_busy=device_s / wall,
-        pipeline_build_mean_s=statistics.fmean(r["build_seconds"] or 0 for r in results),
-    )
+    # 3. the pipeline on `count` new candidates, once per --jobs value.
+    rows = []
+    offset = 2 + args.serial
+    statuses: set[str] = set()
+    for jobs in jobs_list:
+        if jobs != jobs_list[0]:
+            ev.close()
+            ev = evaluator(jobs)
+        batch = codes[offset : offset + args.count]
+        tags = [f"{salt}_{offset + k}" for k in range(args.count)]
+        offset += args.count
+        t0 = time.monotonic()
+        results = ev.evaluate_pairs([(problem, c) for c in batch])
+        wall = time.monotonic() - t0
+        statuses |= {r["status"] for r in results}
+        device_s = sum(r.get("device_seconds") or 0.0 for r in results)
+        phases: dict[str, list[float]] = {}
+        for r in results:
+            for k, v in (r.get("eval_phases") or {}).items():
+                phases.setdefault(k, []).append(v)
+        row = {
+            "jobs": jobs,
+            "wall_s": wall,
+            "effective_s": wall / len(batch),
+            "device_busy": device_s / wall,
+            "build_mean_s": statistics.fmean(r["build_seconds"] or 0 for r in results),
+            "eval_phases_mean_s": {k: statistics.fmean(v) for k, v in phases.items()},
+            "ninja_steps_mean_s": ninja_steps(cache, tags),
+        }
+        rows.append(row)
+        print(
+            f"pipeline, {jobs} concurrent builds: wall {wall:.1f} s, build mean "
+            f"{row['build_mean_s']:.1f} s, device busy {row['device_busy']:.0%}; eval phases "
+            + ", ".join(f"{k} {v:.2f}" for k, v in row["eval_phases_mean_s"].items())
+            + "; ninja steps "
+            + ", ".join(f"{k} {v:.1f}" for k, v in row["ninja_steps_mean_s"].items()),
+            flush=True,
+        )
+    figures["pipelines"] = rows
 
     # 4. cache hit.
-    hit = ev.evaluate(problem, batch[0])
+    hit = ev.evaluate(problem, codes[offset - 1])
     figures["cache_hit_build_s"] = hit["build_seconds"] or float("nan")
     ev.close()
 
-    serial_total = figures["serial_each_s"] * len(batch)
-    figures["ratio_serial_over_pipeline"] = serial_total / wall
+    modes: dict[str, int] = {}
+    for note in cache.rglob("hk_nvcc.log"):
+        for line in note.read_text(encoding="utf-8").splitlines():
+            if not line.startswith("not split"):
+                modes[line.split(" ", 1)[0]] = modes.get(line.split(" ", 1)[0], 0) + 1
+    figures["cu_modes"] = modes
     print()
     print(
-        f"backend {backend.name}, {os.cpu_count()} cores, {len(batch)} candidates, "
-        f"{args.jobs} concurrent builds; statuses: {', '.join(statuses)}"
+        f"backend {backend.name}, {os.cpu_count()} cores, {args.count} candidates per batch; "
+        f"statuses: {', '.join(sorted(statuses))}"
     )
-    rows = [
-        (
-            "plain load_inline, serial",
-            serial_total,
-            figures["serial_each_s"],
-            f"measured {args.serial}, x{len(batch)} extrapolated",
-        ),
-        (
-            "harness pipeline",
-            wall,
-            figures["pipeline_effective_s"],
-            f"device busy {figures['pipeline_device_busy']:.0%} of the wall time",
-        ),
-    ]
-    print(f"{'way':28} {'wall s':>9} {'s/candidate':>12}  note")
-    for name, w, each, note in rows:
-        print(f"{name:28} {w:9.1f} {each:12.2f}  {note}")
-    print(f"ratio serial/pipeline: {figures['ratio_serial_over_pipeline']:.1f}x")
+    serial_total = figures["serial_each_s"] * args.count
+    print(f"{'way':32} {'wall s':>9} {'s/candidate':>12} {'ratio':>7}  note")
+    print(
+        f"{'plain load_inline, serial':32} {serial_total:9.1f} {figures['serial_each_s']:12.2f} "
+        f"{1.0:6.1f}x  measured {args.serial}, x{args.count} extrapolated"
+    )
+    for row in rows:
+        row["ratio_serial_over_pipeline"] = serial_total / row["wall_s"]
+        name = f"harness pipeline, {row['jobs']} builds"
+        print(
+            f"{name:32} {row['wall_s']:9.1f} {row['effective_s']:12.2f} "
+            f"{row['ratio_serial_over_pipeline']:6.1f}x  device busy {row['device_busy']:.0%}"
+        )
     print(
         f"cold latency: plain {figures['serial_each_s']:.1f} s, harness with PCH "
         f"{figures['harness_cold_build_s']:.1f} s; cache hit {figures['cache_hit_build_s']:.2f} s"
     )
+    if modes:
+        print(f".cu files compiled: {', '.join(f'{k} {v}' for k, v in sorted(modes.items()))}")
     if args.json:
         args.json.write_text(json.dumps(figures, indent=2) + "\n", encoding="utf-8")
     return 0
