@@ -224,9 +224,13 @@ def main() -> int:
         batch = codes[offset : offset + args.count]
         tags = [f"{salt}_{offset + k}" for k in range(args.count)]
         offset += args.count
+        cpu0 = os.times()
         t0 = time.monotonic()
         results = ev.evaluate_pairs([(problem, c) for c in batch])
         wall = time.monotonic() - t0
+        cpu1 = os.times()
+        # this process plus every finished (waited-for) descendant: workers, ninja, compilers
+        cpu_s = sum(b - a for a, b in zip(cpu0[:4], cpu1[:4], strict=True))
         statuses |= {r["status"] for r in results}
         device_s = sum(r.get("device_seconds") or 0.0 for r in results)
         phases: dict[str, list[float]] = {}
@@ -239,13 +243,15 @@ def main() -> int:
             "effective_s": wall / len(batch),
             "device_busy": device_s / wall,
             "build_mean_s": statistics.fmean(r["build_seconds"] or 0 for r in results),
+            "cpu_s_per_candidate": cpu_s / len(batch),
             "eval_phases_mean_s": {k: statistics.fmean(v) for k, v in phases.items()},
             "ninja_steps_mean_s": ninja_steps(cache, tags),
         }
         rows.append(row)
         print(
             f"pipeline, {jobs} concurrent builds: wall {wall:.1f} s, build mean "
-            f"{row['build_mean_s']:.1f} s, device busy {row['device_busy']:.0%}; eval phases "
+            f"{row['build_mean_s']:.1f} s, CPU {row['cpu_s_per_candidate']:.1f} s per candidate, "
+            f"device busy {row['device_busy']:.0%}; eval phases "
             + ", ".join(f"{k} {v:.2f}" for k, v in row["eval_phases_mean_s"].items())
             + "; ninja steps "
             + ", ".join(f"{k} {v:.1f}" for k, v in row["ninja_steps_mean_s"].items()),

@@ -319,7 +319,7 @@ OPTIONS: list[tuple[str, dict[str, Any], str | None, str | None, str]] = [
         {"dest": "hk_plain_builds", "action": "store_true"},
         "bool",
         None,
-        "build candidates exactly as plain load_inline does: no precompiled torch header, no lean torch header in .cu files",
+        "build candidates exactly as plain load_inline does: no split .cu builds, no precompiled or lean torch headers",
     ),
     (
         "--hk-precision",

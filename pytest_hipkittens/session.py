@@ -138,7 +138,9 @@ class HKSession:
             fast_builds=s.fast_builds,
             secret_patterns=SECRET_PATTERNS + s.secret_env,
         )
-        return Evaluator(cfg)
+        evaluator = Evaluator(cfg)
+        evaluator.prestart()  # interpreters start while the model writes the first candidates
+        return evaluator
 
     def prompt_template(self, problem: Problem) -> tuple[Path, str]:
         path = self.settings.prompt_file or self.prompts.prompt_file(

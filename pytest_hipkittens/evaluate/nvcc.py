@@ -110,6 +110,18 @@ def host_flags(args: list[str], cuda_include: Path | None) -> list[str]:
     return flags
 
 
+def cuda_include(real: str, env: dict[str, str]) -> Path | None:
+    """The CUDA toolkit's include directory (nvcc adds it to every compile it runs)."""
+    roots = [Path(os.path.realpath(shutil.which(real) or real)).parent.parent]
+    roots += [Path(env[v]) for v in ("CUDA_HOME", "CUDA_PATH") if env.get(v)]
+    roots.append(Path("/usr/local/cuda"))
+    for root in roots:
+        for inc in (root / "include", root / "targets" / "x86_64-linux" / "include"):
+            if (inc / "cuda_runtime.h").is_file():
+                return inc
+    return None
+
+
 def _value(args: list[str], *names: str) -> str | None:
     for k, arg in enumerate(args):
         if arg in names and k + 1 < len(args):
@@ -144,8 +156,7 @@ def split_compile(args: list[str], env: dict[str, str], real: str, lean: Path) -
     output = _value(args, "-o", "--output-file")
     if output is None:
         raise NotSplit("no -o")
-    cuda_root = Path(os.path.realpath(shutil.which(real) or real)).parent.parent
-    flags = host_flags(args, cuda_root / "include" if (cuda_root / "include").is_dir() else None)
+    flags = host_flags(args, cuda_include(real, env))
     try:
         parts = split(source.read_text(encoding="utf-8", errors="replace"))
     except (Refused, OSError) as exc:

@@ -60,8 +60,9 @@ DEVICE_LOCK = threading.Lock()
 #: but one candidate's output comparison runs while another's uses the device.
 EVAL_THREADS = 2
 
-#: Workers kept started ahead of need (each holds an interpreter with torch imported).
-MAX_SPARES = 4
+#: Workers kept started ahead of need (each holds an interpreter with torch imported,
+#: ~0.5 GB): up to one per concurrent build.
+MAX_SPARES = 16
 
 #: Share of the forward's time PyTorch's own compute ops may take before it is not a kernel.
 MAX_TORCH_SHARE = 0.5
@@ -357,12 +358,12 @@ class Evaluator:
         """A fresh worker, started ahead of time when possible.
 
         A worker's start-up (interpreter, ``import torch``, the audit's dispatch-mode set-up)
-        costs ~2 s; spares started in the background hide it, so a build-cache hit costs
-        little more than the candidate's import. Each worker still serves one candidate;
-        spares whose environment no longer matches the settings are discarded.
+        costs ~2-3 s, several times that when a batch of builds starts at once; spares
+        started in the background — one per concurrent build — hide it, so a build-cache hit
+        costs little more than the candidate's import. Each worker still serves one
+        candidate; spares whose environment no longer matches the settings are discarded.
         """
-        env = self._env(None)
-        key = hashlib.sha256(json.dumps(env, sort_keys=True).encode()).hexdigest()
+        env, key = self._spare_env()
         with self._spare_lock:
             while self._spares:
                 spare_key, worker, log = self._spares.pop(0)  # the oldest: most likely ready
@@ -371,10 +372,24 @@ class Evaluator:
                 worker.close()
             else:
                 worker, log = self._start(env)
-            want = min(MAX_SPARES, max(1, self.cfg.build_jobs))
-            while self.spares_enabled and len(self._spares) < want:
-                self._spares.append((key, *self._start(env)))
+            self._top_up(env, key)
         return worker, log
+
+    def _spare_env(self) -> tuple[dict[str, str], str]:
+        env = self._env(None)
+        return env, hashlib.sha256(json.dumps(env, sort_keys=True).encode()).hexdigest()
+
+    def _top_up(self, env: dict[str, str], key: str) -> None:
+        want = min(MAX_SPARES, max(1, self.cfg.build_jobs))
+        while self.spares_enabled and len(self._spares) < want:
+            self._spares.append((key, *self._start(env)))
+
+    def prestart(self) -> None:
+        """Start the spare workers now, e.g. while the model is still writing the first
+        candidates, so the first builds do not wait for interpreters."""
+        env, key = self._spare_env()
+        with self._spare_lock:
+            self._top_up(env, key)
 
     def _load(self, worker: Worker, problem: Problem) -> dict[str, Any]:
         return worker.request(

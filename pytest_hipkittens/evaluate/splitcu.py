@@ -300,6 +300,23 @@ def _is_shared(code: str) -> bool:
     return bool(re.search(r"\bconst\b", first)) and "(" not in first
 
 
+def _both_sides(code: str) -> bool:
+    """A ``__host__ __device__`` function both files may define (inline, constexpr or a
+    template): host code may call it, e.g. a ``ceil_div`` in a launch configuration."""
+    head = code.split("{", 1)[0]
+    return (
+        "__host__" in head
+        and "__device__" in head
+        and bool(re.search(r"\b(?:inline|__forceinline__|constexpr|template)\b", head))
+    )
+
+
+def _qualifier_ok(qualifier: str, k: Kernel) -> bool:
+    """``ns::`` before a kernel's name names the kernel's own namespace (or none)."""
+    parts = [p for p in re.sub(r"\s", "", qualifier).split("::") if p]
+    return not parts or k.path[-len(parts) :] == tuple(parts)
+
+
 @dataclass
 class _Plan:
     """What the scan learnt before emitting: kernels, device-only names, host identifiers."""
@@ -321,6 +338,8 @@ def _scan(chunks: list[_Chunk], path: tuple[str, ...], plan: _Plan) -> None:
         if ch.kind != "code":
             continue
         code = _code_only(ch.text)
+        if "__global__" in code and "{" not in code:
+            continue  # a kernel's prototype: device side only, its definition comes later
         if "__global__" in code:
             k = _kernel(ch.text, code, path)
             if k.name in plan.kernels:
@@ -329,6 +348,8 @@ def _scan(chunks: list[_Chunk], path: tuple[str, ...], plan: _Plan) -> None:
         elif any(w in code for w in CUDA_DEVICE_WORDS):
             if _is_host_code(code):
                 raise Refused("device code that uses torch or launches kernels")
+            if _both_sides(code):
+                continue
             if not _TYPE_START.match(code.strip()) and "__shared__" not in code:
                 name = _declared_name(code)
                 if name:
@@ -383,7 +404,9 @@ def _emit(
             host.append(f"namespace {ch.head} {{\n" + "\n".join(host_in) + "\n}")
             continue
         code = _code_only(ch.text)
-        if "__global__" in code:
+        if "__global__" in code and "{" not in code:
+            device.append(ch.text)
+        elif "__global__" in code:
             k = plan.kernels[_kernel(ch.text, code, path).name]
             hidden = 'extern "C" __attribute__((visibility("hidden")))'
             device.append(ch.text)
@@ -395,7 +418,7 @@ def _emit(
         elif any(w in code for w in CUDA_DEVICE_WORDS):
             device.append(ch.text)
             name = _type_name(code) if _TYPE_START.match(code.strip()) else None
-            if name and name in plan.host_words:
+            if _both_sides(code) or (name and name in plan.host_words):
                 host.append(ch.text)  # a type the host code uses (g++ may refuse its bodies)
         elif _is_host_code(code) or not _is_shared(code):
             host.append(_rewrite_launches(ch.text, code, plan.kernels))
@@ -441,9 +464,9 @@ def _rewrite_launches(text: str, code: str, kernels: dict[str, Kernel]) -> str:
         if at < 0:
             break
         m = re.search(r"((?:::)?(?:\w+\s*::\s*)*)(\w+)\s*$", code[i:at])
-        if not m or m.group(2) not in kernels:
+        k = kernels.get(m.group(2)) if m else None
+        if m is None or k is None or not _qualifier_ok(m.group(1), k):
             raise Refused("a launch of something that is not a non-template kernel of this file")
-        k = kernels[m.group(2)]
         close = _config_end(code, at + 3)
         j = close + 3
         while j < len(code) and code[j].isspace():
@@ -479,14 +502,17 @@ def _rename(text: str, code: str, kernels: dict[str, Kernel]) -> str:
     if not kernels:
         return text
     names = "|".join(re.escape(n) for n in kernels)
-    pattern = re.compile(rf"(?:&\s*)?(?<![.\w>])(?:(?:::)?(?:\w+\s*::\s*)*)?\b({names})\b(?!\s*::)")
+    pattern = re.compile(rf"(?:&\s*)?(?<![.\w>])((?:::)?(?:\w+\s*::\s*)*)\b({names})\b(?!\s*::)")
     pieces: list[str] = []
     last = 0
     for m in pattern.finditer(code):
+        k = kernels[m.group(2)]
+        if not _qualifier_ok(m.group(1), k):
+            continue  # another entity of the same name in another scope
         pieces.append(text[last : m.start()])
         # The runtime API's overloads taking a kernel (``cudaFuncSetAttribute(T*, …)``)
         # exist only under nvcc; the C functions under them take ``const void*``.
-        pieces.append(f"(reinterpret_cast<const void*>({_qualified(kernels[m.group(1)])}))")
+        pieces.append(f"(reinterpret_cast<const void*>({_qualified(k)}))")
         last = m.end()
     pieces.append(text[last:])
     return "".join(pieces)
