@@ -8,14 +8,15 @@ import os
 import re
 import shlex
 import shutil
-import subprocess
 import sysconfig
 from pathlib import Path
 
 import pytest
 
 from pytest_hipkittens.evaluate import nvcc
-from pytest_hipkittens.evaluate.splitcu import Refused, split
+from pytest_hipkittens.evaluate.splitcu import Refused, instantiations, split
+
+TEST_DATA = Path(__file__).parent / "data" / "cu"
 
 SIMPLE = r"""
 #include <torch/types.h>
@@ -112,8 +113,13 @@ def test_namespaces_macros_helpers_and_other_kernel_uses() -> None:
     [
         (
             "#include <torch/extension.h>\ntemplate <typename T> __global__ void k(T* x) {}\n"
-            "void f(torch::Tensor t) { k<float><<<1, 1>>>(t.data_ptr<float>()); }",
-            "templated kernel",
+            "void f(torch::Tensor t) { k<<<1, 1>>>(t.data_ptr<float>()); }",
+            "k launched without its template arguments spelled out",
+        ),
+        (
+            "template <typename... T> __global__ void k(T... x) {}\n"
+            "void f(float* p) { k<float*><<<1, 1>>>(p); }",
+            "parameter pack",
         ),
         (
             "__constant__ float w[4];\n__global__ void k(float* x) { x[0] = w[0]; }\n"
@@ -125,7 +131,7 @@ def test_namespaces_macros_helpers_and_other_kernel_uses() -> None:
             "void f() { k<<<1, 1>>>(); }",
             "#ifdef",
         ),
-        ("__global__ void k() {}\nvoid f() { other<<<1, 1>>>(); }", "not a non-template kernel"),
+        ("__global__ void k() {}\nvoid f() { other<<<1, 1>>>(); }", "not a kernel of this file"),
         ("void f() {}\n", "no kernels"),
         ("__global__ void k(int n = 3) {}\nvoid f() { k<<<1, 1>>>(); }", "default arguments"),
         ("namespace {\n__global__ void k() {}\n}\nvoid f() { k<<<1, 1>>>(); }", "anonymous"),
@@ -142,6 +148,36 @@ def test_refusals(source: str, reason: str | None) -> None:
         return
     with pytest.raises(Refused, match=re.escape(reason)):
         split(source)
+
+
+def test_kernel_templates_get_one_pointer_per_launched_instantiation() -> None:
+    source = (TEST_DATA / "template_half_block.cu").read_text()
+    parts = split(source)
+    (k,) = parts.kernels
+    assert (k.tparams, k.targs) == ("typename scalar_t, int BLOCK", "scalar_t, BLOCK")
+    assert f"? (void)0 : ::{k.pointer}<scalar_t, 128>(" in parts.host
+    assert "template <typename scalar_t, int BLOCK> extern" in parts.host
+    assert f"decltype(&scale_t<scalar_t, BLOCK>) {k.pointer} = &scale_t<scalar_t, BLOCK>;" in (
+        parts.device
+    )
+    # The host object's undefined symbols name the instantiations the device file must hold.
+    wanted = [f"{k.pointer}<float, 128>", f"{k.pointer}<c10::Half, 128>", "cudaLaunchKernel"]
+    assert instantiations(parts.kernels, wanted).splitlines() == [
+        f"template decltype(&scale_t<float, 128>) {k.pointer}<float, 128>;",
+        f"template decltype(&scale_t<c10::Half, 128>) {k.pointer}<c10::Half, 128>;",
+    ]
+    ns = split(
+        RICH.replace("static __global__ void", "template <int U> __global__ void")
+        .replace(
+            "cudaFuncSetAttribute(scale_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem);",
+            "",
+        )
+        .replace("scale_kernel<<<", "scale_kernel<1><<<")
+    )
+    (k,) = ns.kernels
+    assert instantiations(ns.kernels, [f"hk_test::{k.pointer}<1>"]) == (
+        f"namespace hk_test {{ template decltype(&scale_kernel<1>) {k.pointer}<1>; }}"
+    )
 
 
 def test_host_flags_keep_what_the_host_compiler_needs() -> None:
@@ -166,7 +202,7 @@ def test_host_flags_keep_what_the_host_compiler_needs() -> None:
         nvcc.host_flags(["--some-new-flag", "-c", "k.cu"], None)
 
 
-CORPUS = sorted((Path(__file__).parent / "data" / "cu").glob("*.cu"))
+CORPUS = sorted(TEST_DATA.glob("*.cu"))
 
 
 def _expectation(path: Path) -> str:
@@ -235,9 +271,7 @@ def test_real_split_compile_links_every_launch_to_its_kernel(tmp_path: Path, pat
         if missing:  # a compile-only toolkit without the CUDA libraries' headers
             pytest.skip(f"this CUDA toolkit has no {missing.group(1)}")
         pytest.fail(f"{exc}\n{logs[-3000:]}")
-    symbols = subprocess.run(
-        ["nm", "-P", str(tmp_path / "cuda.o")], capture_output=True, text=True
-    ).stdout.splitlines()
-    defined = {line.split()[0] for line in symbols if line.split()[1] not in "Uw"}
-    kernels = split(path.read_text()).kernels
-    assert {k.pointer for k in kernels} <= defined
+    defined, undefined = nvcc._symbols(tmp_path / "cuda.o", dict(os.environ))
+    for k in split(path.read_text()).kernels:
+        uses = {s for s in defined | undefined if k.pointer in s}
+        assert uses and uses <= defined, (k.name, uses - defined)

@@ -29,6 +29,7 @@ pytest_hipkittens.evaluate.nvcc "$@"``; ``HK_REAL_NVCC``, ``HK_LEAN_INCLUDE``,
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -71,6 +72,12 @@ _HOST_WITH_ARG = {"-I", "-isystem", "-D", "-U", "-include", "--include-path", "-
                   "--system-include", "--undefine-macro", "-O", "--optimize"}  # fmt: skip
 _HOST_ALIAS = {"--include-path": "-I", "--define-macro": "-D", "--system-include": "-isystem",
                "--undefine-macro": "-U", "--optimize": "-O"}  # fmt: skip
+
+
+#: device-side definitions of torch's scalar types, for kernel templates instantiated on them
+C10_TYPES = (
+    "#include <c10/util/Half.h>\n#include <c10/util/BFloat16.h>\n#include <c10/util/complex.h>\n"
+)
 
 
 class NotSplit(Exception):
@@ -132,16 +139,16 @@ def _value(args: list[str], *names: str) -> str | None:
     return None
 
 
-def _defined(obj: Path, env: dict[str, str]) -> tuple[set[str], set[str]]:
-    """(defined, undefined) symbol names of an object file, from ``nm``."""
-    out = subprocess.run(["nm", "-P", str(obj)], capture_output=True, text=True, env=env)
+def _symbols(obj: Path, env: dict[str, str]) -> tuple[set[str], set[str]]:
+    """(defined, undefined) symbols of an object file, demangled, from ``nm -C``."""
+    out = subprocess.run(["nm", "-C", str(obj)], capture_output=True, text=True, env=env)
     if out.returncode:
         raise NotSplit(f"nm {obj.name}: {out.stderr.strip()}")
     defined, undefined = set(), set()
     for line in out.stdout.splitlines():
-        parts = line.split()
-        if len(parts) >= 2:
-            (undefined if parts[1] in "Uw" else defined).add(parts[0])
+        m = re.match(r"^(?:[0-9a-fA-F]+| *) (\S) (.+)$", line)  # demangled names have spaces
+        if m:
+            (undefined if m.group(1) in ("U", "w", "v") else defined).add(m.group(2))
     return defined, undefined
 
 
@@ -150,7 +157,7 @@ def split_compile(args: list[str], env: dict[str, str], real: str, lean: Path) -
     (host compiler, precompiled lean header) at the same time, then join the two objects
     into the output nvcc would have written. Raises :class:`NotSplit` when not applicable."""
     from . import pch
-    from .splitcu import Refused, split
+    from .splitcu import Refused, instantiations, split
 
     source = next(Path(a) for a in args if a.endswith(".cu") and not a.startswith("-"))
     output = _value(args, "-o", "--output-file")
@@ -179,17 +186,29 @@ def split_compile(args: list[str], env: dict[str, str], real: str, lean: Path) -
     cxx = _value(args, "-ccbin", "--compiler-bindir") or env.get("HK_REAL_CXX") or "c++"
     host_env = env | {"HK_REAL_CXX": cxx}
     host_cmd = pch.command([*flags, "-c", str(host_src), "-o", str(host_obj)], host_env, str(lean))
+    dev_cmd = [real, *dev_args, "-o", str(dev_obj)]
     with open(work / "device.log", "wb") as dev_log, open(work / "host.log", "wb") as host_log:
-        procs = [
-            subprocess.Popen([real, *dev_args, "-o", str(dev_obj)], stdout=dev_log, stderr=dev_log),
-            subprocess.Popen(host_cmd, stdout=host_log, stderr=host_log),
-        ]
-        codes = [p.wait() for p in procs]
+        if any(k.tparams for k in parts.kernels):
+            # Kernel templates: the host object says which instantiations it launches, then
+            # the device file is compiled with exactly those (one more step on the path).
+            if subprocess.call(host_cmd, stdout=host_log, stderr=host_log):
+                raise NotSplit("the host half did not compile")
+            _, wanted = _symbols(host_obj, env)
+            extra = instantiations(parts.kernels, sorted(wanted))
+            prefix = C10_TYPES if re.search(r"\b(?:c10|at)::", extra) else ""
+            dev_src.write_text(f"{prefix}{parts.device}\n{extra}\n", encoding="utf-8")
+            codes = [subprocess.call(dev_cmd, stdout=dev_log, stderr=dev_log), 0]
+        else:
+            procs = [
+                subprocess.Popen(dev_cmd, stdout=dev_log, stderr=dev_log),
+                subprocess.Popen(host_cmd, stdout=host_log, stderr=host_log),
+            ]
+            codes = [p.wait() for p in procs]
     if any(codes):
         raise NotSplit(f"split halves did not compile (device {codes[0]}, host {codes[1]})")
-    defined, _ = _defined(dev_obj, env)
-    _, needed = _defined(host_obj, env)
-    missing = {k.pointer for k in parts.kernels} & needed - defined
+    defined, _ = _symbols(dev_obj, env)
+    _, needed = _symbols(host_obj, env)
+    missing = {n for n in needed if any(k.pointer in n for k in parts.kernels)} - defined
     if missing:
         raise NotSplit(f"device object lacks {', '.join(sorted(missing))}")
     joined = subprocess.run(

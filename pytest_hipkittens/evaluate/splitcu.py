@@ -16,10 +16,16 @@ to, ``(__cudaPushCallConfiguration(grid, block, smem, stream)) ? (void)0 : k(arg
 stubs internal or hidden linkage, so a declaration would not link). Arguments are still
 converted to the kernel's parameter types by that call.
 
+A kernel template gets a pointer variable template; the host file launches
+``k<float, 256>`` through ``ptr<float, 256>``, and once the host object is compiled its
+undefined symbols say which instantiations the device file must provide
+(:func:`instantiations`), so the kernels compiled are exactly those the host launches.
+
 Anything this scanner is not sure about — conditional preprocessing around declarations,
-templated kernels, device symbols the host code names, unbalanced text — is refused with a
-reason; the caller then compiles the file as written. A split that does not compile is
-also discarded by the caller, so a wrong guess costs seconds, never a different program.
+kernel templates launched without spelled-out arguments, device symbols the host code
+names, unbalanced text — is refused with a reason; the caller then compiles the file as
+written. A split that does not compile is also discarded by the caller, so a wrong guess
+costs seconds, never a different program.
 """
 
 from __future__ import annotations
@@ -60,6 +66,10 @@ class Kernel:
     signature: str  # ``void name(params)`` without CUDA specifiers
     path: tuple[str, ...]  # enclosing namespaces
     pointer: str = ""
+    #: a kernel template's parameters without defaults (``typename T, int B``) and their
+    #: names (``T, B``); empty for a plain kernel.
+    tparams: str = ""
+    targs: str = ""
 
 
 @dataclass
@@ -185,7 +195,17 @@ def _chunks(src: str, code: str, start: int, end: int) -> list[_Chunk]:
 
 
 def _assigns(head: str) -> bool:
-    """``head`` has an ``=`` outside parentheses (an initialiser, not a default argument)."""
+    """``head`` has an ``=`` outside parentheses (an initialiser, not a default argument or
+    a default template argument)."""
+    m = re.match(r"\s*template\s*<", head)
+    if m:
+        depth, j = 1, m.end()
+        while j < len(head) and depth:
+            depth += head[j] == "<"
+            depth -= head[j] == ">"
+            j += 1
+        head = head[j:]
+    head = re.sub(r"\boperator\s*[=!<>+\-*/%^&|]*=", "operator", head)
     depth = 0
     for c in head:
         depth += c in "(["
@@ -244,8 +264,7 @@ def _kernel(text: str, code: str, path: tuple[str, ...]) -> Kernel:
     if body < 0:
         raise Refused("kernel declared without a body")
     head = code[:body]
-    if re.match(r"\s*template\b", head):
-        raise Refused("templated kernel")
+    tparams, targs = _template_params(head)
     sig_code = _strip_specs(head)
     close = sig_code.rfind(")")
     depth = 0
@@ -261,7 +280,66 @@ def _kernel(text: str, code: str, path: tuple[str, ...]) -> Kernel:
         raise Refused("kernel without a name or parameter list")
     if "=" in sig_code[open_at:close]:
         raise Refused("kernel with default arguments")
-    return Kernel(names[-1], _strip_specs(text[:body]), path)
+    return Kernel(names[-1], _strip_specs(text[:body]), path, tparams=tparams, targs=targs)
+
+
+def _split_top(text: str, sep: str = ",") -> list[str]:
+    """``text`` split at ``sep`` outside ``<>``, ``()`` and ``[]``."""
+    parts, depth, last = [], 0, 0
+    for j, c in enumerate(text):
+        depth += c in "<(["
+        depth -= c in ">)]"
+        if c == sep and depth == 0:
+            parts.append(text[last:j])
+            last = j + 1
+    parts.append(text[last:])
+    return [p for p in parts if p.strip()]
+
+
+def _template_params(head: str) -> tuple[str, str]:
+    """(parameters without defaults, their names) of a ``template <...>`` head, or ("", "")."""
+    m = re.match(r"\s*template\s*<", head)
+    if not m:
+        return "", ""
+    depth, j = 1, m.end()
+    while j < len(head) and depth:
+        depth += head[j] == "<"
+        depth -= head[j] == ">"
+        j += 1
+    if depth:
+        raise Refused("kernel template parameter list")
+    decls, names = [], []
+    for param in _split_top(head[m.end() : j - 1]):
+        if "..." in param:
+            raise Refused("kernel template with a parameter pack")
+        param = _split_top(param, "=")[0].strip()
+        ids = _IDENT.findall(param)
+        if len(ids) < 2:
+            raise Refused("kernel template parameter without a name")
+        decls.append(param)
+        names.append(ids[-1])
+    return ", ".join(decls), ", ".join(names)
+
+
+def instantiations(kernels: list[Kernel], symbols: list[str]) -> str:
+    """Explicit instantiations of the kernel-template pointers the host object uses.
+
+    ``symbols`` are the host object's undefined symbols, demangled (``ops::hk_kernel_…<float,
+    256>``): each names one instantiation the device file must provide.
+    """
+    lines = []
+    for k in kernels:
+        if not k.tparams:
+            continue
+        pattern = re.compile(rf"^(?:[\w:]*::)?{re.escape(k.pointer)}<(.*)>$")
+        for sym in symbols:
+            m = pattern.match(sym.strip())
+            if m:
+                line = f"template decltype(&{k.name}<{m.group(1)}>) {k.pointer}<{m.group(1)}>;"
+                for ns in reversed(k.path):
+                    line = f"namespace {ns} {{ {line} }}"
+                lines.append(line)
+    return "\n".join(lines)
 
 
 def _declared_name(code: str) -> str | None:
@@ -408,13 +486,28 @@ def _emit(
             device.append(ch.text)
         elif "__global__" in code:
             k = plan.kernels[_kernel(ch.text, code, path).name]
-            hidden = 'extern "C" __attribute__((visibility("hidden")))'
+            sig = f"namespace hk_sig_{k.pointer} {{ {k.signature}; }}\n"
+            hidden = '__attribute__((visibility("hidden")))'
             device.append(ch.text)
-            device.append(f"{hidden} decltype(&{k.name}) const {k.pointer} = &{k.name};")
-            host.append(
-                f"namespace hk_sig_{k.pointer} {{ {k.signature}; }}\n"
-                f"{hidden} decltype(&hk_sig_{k.pointer}::{k.name}) const {k.pointer};"
-            )
+            if k.tparams:
+                # One pointer per instantiation the host code launches; the device file gets
+                # explicit instantiations once the host object says which (instantiations()).
+                it = f"{k.name}<{k.targs}>"
+                device.append(
+                    f"template <{k.tparams}> {hidden} decltype(&{it}) {k.pointer} = &{it};"
+                )
+                host.append(
+                    f"{sig}template <{k.tparams}> extern {hidden} "
+                    f"decltype(&hk_sig_{k.pointer}::{it}) {k.pointer};"
+                )
+            else:
+                device.append(
+                    f'extern "C" {hidden} decltype(&{k.name}) const {k.pointer} = &{k.name};'
+                )
+                host.append(
+                    f'{sig}extern "C" {hidden} decltype(&hk_sig_{k.pointer}::{k.name}) const '
+                    f"{k.pointer};"
+                )
         elif any(w in code for w in CUDA_DEVICE_WORDS):
             device.append(ch.text)
             name = _type_name(code) if _TYPE_START.match(code.strip()) else None
@@ -463,10 +556,24 @@ def _rewrite_launches(text: str, code: str, kernels: dict[str, Kernel]) -> str:
         at = code.find("<<<", i)
         if at < 0:
             break
-        m = re.search(r"((?:::)?(?:\w+\s*::\s*)*)(\w+)\s*$", code[i:at])
+        before = code[i:at].rstrip()
+        targs = None
+        if before.endswith(">"):  # kernel<T, 256><<<...>>>: find the matching '<'
+            depth, j = 0, len(before) - 1
+            while j >= 0:
+                depth += before[j] == ">"
+                depth -= before[j] == "<"
+                if depth == 0:
+                    break
+                j -= 1
+            targs = text[i + j + 1 : i + len(before) - 1]
+            before = before[:j]
+        m = re.search(r"((?:::)?(?:\w+\s*::\s*)*)(\w+)\s*$", before)
         k = kernels.get(m.group(2)) if m else None
         if m is None or k is None or not _qualifier_ok(m.group(1), k):
-            raise Refused("a launch of something that is not a non-template kernel of this file")
+            raise Refused("a launch of something that is not a kernel of this file")
+        if bool(k.tparams) != (targs is not None):
+            raise Refused(f"{k.name} launched without its template arguments spelled out")
         close = _config_end(code, at + 3)
         j = close + 3
         while j < len(code) and code[j].isspace():
@@ -475,9 +582,10 @@ def _rewrite_launches(text: str, code: str, kernels: dict[str, Kernel]) -> str:
             raise Refused("launch without arguments")
         args_end = _balanced(code, j)
         out.append(_rename(text[i : i + m.start()], code[i : i + m.start()], kernels))
+        callee = _qualified(k) + (f"<{targs}>" if targs is not None else "")
         out.append(
             f"((__cudaPushCallConfiguration({text[at + 3 : close]})) ? (void)0 : "
-            f"{_qualified(k)}{text[j : args_end + 1]})"
+            f"{callee}{text[j : args_end + 1]})"
         )
         i = args_end + 1
     out.append(_rename(text[i:], code[i:], kernels))
@@ -509,6 +617,8 @@ def _rename(text: str, code: str, kernels: dict[str, Kernel]) -> str:
         k = kernels[m.group(2)]
         if not _qualifier_ok(m.group(1), k):
             continue  # another entity of the same name in another scope
+        if k.tparams:
+            raise Refused(f"kernel template {k.name} named outside a launch")
         pieces.append(text[last : m.start()])
         # The runtime API's overloads taking a kernel (``cudaFuncSetAttribute(T*, …)``)
         # exist only under nvcc; the C functions under them take ``const void*``.

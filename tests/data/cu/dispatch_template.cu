@@ -1,4 +1,4 @@
-// expect: refused templated kernel
+// expect: split
 #include <torch/extension.h>
 
 template <typename scalar_t>
