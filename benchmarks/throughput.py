@@ -14,7 +14,7 @@ It prints wall times, effective seconds per candidate, the ratio to serial, and 
 fraction of the pipeline's wall time the device spent evaluating (verify + time). Every
 build directory is fresh (a temporary build cache), so the numbers are cold.
 
-    python benchmarks/throughput.py --backend cuda --count 16 --jobs 16 --serial 2
+    python benchmarks/throughput.py --backend cuda --count 16 --jobs 16,8 --serial 2
 """
 
 from __future__ import annotations
@@ -161,7 +161,10 @@ def main() -> int:
         help="concurrent builds; a comma list runs the pipeline once per value (new candidates)",
     )
     parser.add_argument("--serial", type=int, default=2, help="plain builds actually measured")
-    parser.add_argument("--timing-trials", type=int, default=30)
+    parser.add_argument("--timing-trials", type=int, default=100, help="the harness's default: 100")
+    parser.add_argument(
+        "--correctness-trials", type=int, default=5, help="the harness's default: 5"
+    )
     parser.add_argument("--json", type=Path, help="write the figures here")
     args = parser.parse_args()
     jobs_list = [int(j) for j in str(args.jobs).split(",")]
@@ -180,7 +183,7 @@ def main() -> int:
             build_cache=cache,
             build_jobs=jobs,
             timing_trials=args.timing_trials,
-            correctness_trials=3,
+            correctness_trials=args.correctness_trials,
         )
         return Evaluator(cfg, tmp / f"work-{jobs}")
 

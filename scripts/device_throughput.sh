@@ -12,7 +12,7 @@ if ls .whl/*.whl >/dev/null 2>&1; then
 fi
 { nvidia-smi -L; nproc; python3 -c "import torch; print(torch.__version__, torch.version.cuda, torch.cuda.get_device_name(0))"; nvcc --version | tail -1; } 2>&1 | tee "$out/env.txt"
 python3 -m pytest -p no:cacheprovider -q tests/test_splitcu.py 2>&1 | tail -5 | tee "$out/splitcu_tests.txt"
-python3 benchmarks/throughput.py --backend cuda --count 16 --jobs "${HK_TP_JOBS:-16}" --serial 2 \
+python3 benchmarks/throughput.py --backend cuda --count 16 --jobs "${HK_TP_JOBS:-16,8}" --serial 2 \
   --json "$out/throughput.json" 2>&1 | tee "$out/throughput.log"
 python3 benchmarks/samples.py --backend cuda --jobs 16 --build-cache /tmp/hk-samples \
   --json "$out/samples.json" 2>&1 | tee "$out/samples.log"
