@@ -46,6 +46,11 @@ _DEVICE_ONLY_INCLUDE = re.compile(
     r"^(?:cub|thrust|cuda|cute|cutlass|crt|cooperative_groups)/"
     r"|^(?:mma|cooperative_groups|cuda_pipeline\w*|cuda_awbarrier\w*|sm_\w+|device_\w+)\.h$"
 )
+#: namespaces of device-only headers; aliases and using-directives of them stay on the device side.
+_DEVICE_NAMESPACE = re.compile(
+    r"(?:::)?(?:cooperative_groups|nvcuda|cub|thrust|cuda|cute|cutlass)\b"
+)
+_NAMESPACE_ALIAS = re.compile(r"\s*(?:namespace\s+\w+\s*=|using\s+namespace)\s*([\w:]+)\s*;\s*$")
 _IDENT = re.compile(r"[A-Za-z_]\w*")
 _PP_OK = ("include", "define", "undef", "pragma")
 _TYPE_START = re.compile(
@@ -513,6 +518,12 @@ def _emit(
             name = _type_name(code) if _TYPE_START.match(code.strip()) else None
             if _both_sides(code) or (name and name in plan.host_words):
                 host.append(ch.text)  # a type the host code uses (g++ may refuse its bodies)
+        elif (alias := _NAMESPACE_ALIAS.match(code)) and not _TORCH.search(code):
+            device.append(
+                ch.text
+            )  # `using namespace nvcuda;`, `namespace cg = cooperative_groups;`
+            if not _DEVICE_NAMESPACE.match(alias.group(1)):
+                host.append(ch.text)
         elif _is_host_code(code) or not _is_shared(code):
             host.append(_rewrite_launches(ch.text, code, plan.kernels))
         else:
