@@ -80,3 +80,20 @@ def test_lean_cuda_header_with_fallback(tmp_path: Path, capfd, monkeypatch) -> N
     # Not a .cu compile (the link): straight through.
     assert nvcc.run(["--shared", "k.o", "-o", "k.so"], env | {"HK_REAL_NVCC": str(exe)}) == 0
     assert log.read_text().splitlines()[-1] == "--shared k.o -o k.so"
+
+
+def test_cache_key_covers_the_build_route(tmp_path: Path) -> None:
+    """A plain build and a wrapped build of the same code never share a cache entry, and the
+    wrappers' own code is part of the key (a fixed wrapper builds afresh)."""
+    from dataclasses import replace
+
+    from pytest_hipkittens.backends import get_backend
+    from pytest_hipkittens.evaluate.runner import EvalConfig, builder_id, cache_key
+
+    cfg = EvalConfig(backend=get_backend("cpu"), build_cache=tmp_path)
+    plain = replace(cfg, fast_builds=False)
+    assert cfg.fast_builds
+    assert cache_key("x = 1", cfg) != cache_key("x = 1", plain)
+    assert cache_key("x = 1", cfg) == cache_key("x = 1", cfg)
+    assert cache_key("x = 1", cfg) != cache_key("x = 2", cfg)
+    assert len(builder_id()) == 16

@@ -123,12 +123,30 @@ class EvalConfig:
 
 @functools.lru_cache(maxsize=4)
 def compiler_id(cxx: str) -> str:
-    """First line of ``$CXX --version``: part of the build-cache key."""
+    """``$CXX --version`` (nvcc's first line is the same for every release, so all of it):
+    part of the build-cache key."""
     try:
         out = subprocess.run([cxx, "--version"], capture_output=True, text=True, timeout=30)
-        return out.stdout.splitlines()[0] if out.stdout else cxx
+        return out.stdout.strip() if out.stdout else cxx
     except (OSError, subprocess.SubprocessError):
         return cxx
+
+
+@functools.lru_cache(maxsize=1)
+def builder_id() -> str:
+    """Hash of the compiler wrappers' code: a fixed or changed wrapper builds afresh instead
+    of serving what an older one produced."""
+    here = Path(__file__).parent
+    digest = hashlib.sha256()
+    for name in ("pch.py", "nvcc.py", "splitcu.py"):
+        digest.update((here / name).read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def nvcc_path() -> Path:
+    from torch.utils.cpp_extension import CUDA_HOME
+
+    return Path(CUDA_HOME or "/usr/local/cuda") / "bin" / "nvcc"
 
 
 def _script(path: Path, module: str) -> Path:
@@ -156,9 +174,7 @@ def compiler_env(folder: Path, backend: str, cxx: str) -> dict[str, str]:
         "HK_LEAN_MAIN": str(lean_main_include(folder / "lean-main")),
     }
     if backend == "cuda":
-        from torch.utils.cpp_extension import CUDA_HOME
-
-        nvcc = Path(CUDA_HOME or "/usr/local/cuda") / "bin" / "nvcc"
+        nvcc = nvcc_path()
         env.update(
             PYTORCH_NVCC=str(_script(folder / "bin" / "nvcc", "pytest_hipkittens.evaluate.nvcc")),
             HK_REAL_NVCC=str(nvcc),
@@ -167,12 +183,18 @@ def compiler_env(folder: Path, backend: str, cxx: str) -> dict[str, str]:
     return env
 
 
+def _wrapped(cfg: EvalConfig) -> bool:
+    """Builds go through the harness's compiler wrappers (compiler_env)."""
+    return cfg.fast_builds and cfg.backend.name in ("cpu", "cuda")
+
+
 def code_sha256(code: str) -> str:
     return hashlib.sha256(code.encode()).hexdigest()
 
 
 def cache_key(code: str, cfg: EvalConfig) -> str:
-    """Content address of a build: source, backend flags, compiler, torch, python."""
+    """Content address of a build: source, backend flags, compilers, torch, python, and the
+    harness's compiler wrappers (or none, with ``--hk-plain-builds``)."""
     import torch
 
     parts = {
@@ -182,7 +204,10 @@ def cache_key(code: str, cfg: EvalConfig) -> str:
         "torch": str(torch.__version__),
         "python": platform.python_version(),
         "cxx": compiler_id(os.environ.get("CXX", "c++")),
+        "builder": builder_id() if _wrapped(cfg) else "plain",
     }
+    if cfg.backend.name == "cuda":
+        parts["nvcc"] = compiler_id(str(nvcc_path()))
     return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:24]
 
 
@@ -334,7 +359,7 @@ class Evaluator:
             env["OMP_NUM_THREADS"] = str(self.cfg.threads)
         if ext_dir is not None:
             env["TORCH_EXTENSIONS_DIR"] = str(ext_dir)
-        if self.cfg.fast_builds and self.cfg.backend.name in ("cpu", "cuda"):
+        if _wrapped(self.cfg):
             env.update(
                 compiler_env(
                     self.cfg.build_cache / "pch", self.cfg.backend.name, env.get("CXX") or "c++"
