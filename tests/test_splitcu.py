@@ -275,3 +275,25 @@ def test_real_split_compile_links_every_launch_to_its_kernel(tmp_path: Path, pat
     for k in split(path.read_text()).kernels:
         uses = {s for s in defined | undefined if k.pointer in s}
         assert uses and uses <= defined, (k.name, uses - defined)
+
+
+def test_a_failing_split_never_fails_the_build(tmp_path: Path, monkeypatch) -> None:
+    """Whatever goes wrong in the split (here: the scanner itself raising), the wrapper goes
+    on to the lean and as-written compiles."""
+    from pytest_hipkittens.evaluate import splitcu
+
+    def broken(src: str) -> None:
+        raise IndexError("scanner bug")
+
+    monkeypatch.setattr(splitcu, "split", broken)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "k.cu").write_text(SIMPLE)
+    fake = tmp_path / "fake-nvcc"
+    fake.write_text('#!/bin/sh\necho "$@" >> calls.log\n')
+    fake.chmod(0o755)
+    lean = nvcc.lean_include(tmp_path / "lean")
+    env = {"HK_REAL_NVCC": str(fake), "HK_LEAN_INCLUDE": str(lean), "PATH": os.environ["PATH"]}
+    assert nvcc.run(["-c", "k.cu", "-o", "k.o"], env) == 0
+    assert (tmp_path / "calls.log").read_text().splitlines() == [f"-I {lean} -c k.cu -o k.o"]
+    notes = (tmp_path / "hk_nvcc.log").read_text()
+    assert "not split: IndexError: scanner bug" in notes and "lean header" in notes
