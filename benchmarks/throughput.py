@@ -27,6 +27,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -267,12 +268,13 @@ def main() -> int:
     figures["cache_hit_build_s"] = hit["build_seconds"] or float("nan")
     ev.close()
 
-    modes: dict[str, int] = {}
-    for note in cache.rglob("hk_nvcc.log"):
-        for line in note.read_text(encoding="utf-8").splitlines():
-            if not line.startswith("not split"):
-                modes[line.split(" ", 1)[0]] = modes.get(line.split(" ", 1)[0], 0) + 1
-    figures["cu_modes"] = modes
+    modes = Counter(
+        line.split(" ", 1)[0]
+        for note in cache.rglob("hk_nvcc.log")
+        for line in note.read_text(encoding="utf-8").splitlines()
+        if not line.startswith("not split")
+    )
+    figures["cu_modes"] = dict(modes)
     print()
     print(
         f"backend {backend.name}, {os.cpu_count()} cores, {args.count} candidates per batch; "

@@ -43,9 +43,9 @@ def test_pch_applies_only_to_sources_that_start_with_the_torch_include(tmp_path:
     folder = tmp_path / "pch" / pch.pch_key("g++", ["-O3"], "t")
     folder.mkdir(parents=True)
     (folder / "building").write_text("")  # someone is building it: do not start another
-    assert pch.wrap(args, env) == ["g++", *args]  # not there yet: plain compile
+    assert pch.command(args, env) == ["g++", *args]  # not there yet: plain compile
     (folder / "hk_torch.h.gch").write_bytes(b"gch")
-    assert pch.wrap(args, env)[:4] == [
+    assert pch.command(args, env)[:4] == [
         "g++",
         "-include",
         str(folder / "hk_torch.h"),
@@ -53,9 +53,9 @@ def test_pch_applies_only_to_sources_that_start_with_the_torch_include(tmp_path:
     ]
     # A macro before the include could change the header: no PCH.
     other_args = [a if a != str(main) else str(other) for a in args]
-    assert pch.wrap(other_args, env) == ["g++", *other_args]
+    assert pch.command(other_args, env) == ["g++", *other_args]
     # Links and probes go through untouched; another torch build gets another key.
-    assert pch.wrap(["-v"], env) == ["g++", "-v"]
+    assert pch.command(["-v"], env) == ["g++", "-v"]
     assert pch.pch_key("g++", ["-O3"], "other-torch") != folder.name
 
 

@@ -36,19 +36,21 @@ import sys
 import time
 from pathlib import Path
 
+from . import pch
+
 LEAN_HEADER = "#pragma once\n// pytest-hipkittens: torch/extension.h without the C++ frontend and Python\n#include <torch/types.h>\n"
 
 
 def lean_include(folder: Path) -> Path:
-    """Create (atomically) the include directory holding the lean ``torch/extension.h``."""
-    from ..results import write_if_changed
-
-    write_if_changed(folder / "torch" / "extension.h", LEAN_HEADER)
-    return folder
+    """The include directory whose ``torch/extension.h`` is the lean one for kernel files."""
+    return pch.lean_include(folder, LEAN_HEADER)
 
 
-def is_cu_compile(args: list[str]) -> bool:
-    return "-c" in args and any(a.endswith(".cu") and not a.startswith("-") for a in args)
+def cu_source(args: list[str]) -> Path | None:
+    """The ``.cu`` file an nvcc command line compiles (None: not a ``-c`` compile of one)."""
+    if "-c" not in args:
+        return None
+    return next((Path(a) for a in args if a.endswith(".cu") and not a.startswith("-")), None)
 
 
 # -- the split build (splitcu.py) --------------------------------------------------------------
@@ -156,13 +158,12 @@ def split_compile(args: list[str], env: dict[str, str], real: str, lean: Path) -
     """Compile the ``.cu`` of ``args`` as a torch-free device file (nvcc) and a host file
     (host compiler, precompiled lean header) at the same time, then join the two objects
     into the output nvcc would have written. Raises :class:`NotSplit` when not applicable."""
-    from . import pch
     from .splitcu import Refused, instantiations, split
 
-    source = next(Path(a) for a in args if a.endswith(".cu") and not a.startswith("-"))
+    source = cu_source(args)
     output = _value(args, "-o", "--output-file")
-    if output is None:
-        raise NotSplit("no -o")
+    if source is None or output is None:
+        raise NotSplit("not a -c compile of a .cu with -o")
     flags = host_flags(args, cuda_include(real, env))
     try:
         parts = split(source.read_text(encoding="utf-8", errors="replace"))
@@ -187,14 +188,15 @@ def split_compile(args: list[str], env: dict[str, str], real: str, lean: Path) -
     host_env = env | {"HK_REAL_CXX": cxx}
     host_cmd = pch.command([*flags, "-c", str(host_src), "-o", str(host_obj)], host_env, str(lean))
     dev_cmd = [real, *dev_args, "-o", str(dev_obj)]
+    needed: set[str] | None = None  # the host object's undefined symbols
     with open(work / "device.log", "wb") as dev_log, open(work / "host.log", "wb") as host_log:
         if any(k.tparams for k in parts.kernels):
             # Kernel templates: the host object says which instantiations it launches, then
             # the device file is compiled with exactly those (one more step on the path).
             if subprocess.call(host_cmd, stdout=host_log, stderr=host_log):
                 raise NotSplit("the host half did not compile")
-            _, wanted = _symbols(host_obj, env)
-            extra = instantiations(parts.kernels, sorted(wanted))
+            _, needed = _symbols(host_obj, env)
+            extra = instantiations(parts.kernels, sorted(needed))
             prefix = C10_TYPES if re.search(r"\b(?:c10|at)::", extra) else ""
             dev_src.write_text(f"{prefix}{parts.device}\n{extra}\n", encoding="utf-8")
             codes = [subprocess.call(dev_cmd, stdout=dev_log, stderr=dev_log), 0]
@@ -207,7 +209,8 @@ def split_compile(args: list[str], env: dict[str, str], real: str, lean: Path) -
     if any(codes):
         raise NotSplit(f"split halves did not compile (device {codes[0]}, host {codes[1]})")
     defined, _ = _symbols(dev_obj, env)
-    _, needed = _symbols(host_obj, env)
+    if needed is None:
+        needed = _symbols(host_obj, env)[1]
     missing = {n for n in needed if any(k.pointer in n for k in parts.kernels)} - defined
     if missing:
         raise NotSplit(f"device object lacks {', '.join(sorted(missing))}")
@@ -240,7 +243,7 @@ def run(args: list[str], env: dict[str, str]) -> int:
     """Compile like nvcc would; for a ``.cu``, try the split build, then the lean header."""
     real = env.get("HK_REAL_NVCC") or "nvcc"
     lean = env.get("HK_LEAN_INCLUDE")
-    if lean and is_cu_compile(args):
+    if lean and cu_source(args) is not None:
         t0 = time.monotonic()
         if env.get("HK_SPLIT_CU", "1") != "0":
             try:
@@ -251,10 +254,7 @@ def run(args: list[str], env: dict[str, str]) -> int:
                 _note(args, f"not split: {exc}")
             except Exception as exc:  # noqa: BLE001 - a speed-up must never fail a build
                 _note(args, f"not split: {type(exc).__name__}: {exc}")
-        first = subprocess.run([real, "-I", lean, *args], capture_output=True)
-        if first.returncode == 0:
-            sys.stdout.buffer.write(first.stdout)
-            sys.stderr.buffer.write(first.stderr)
+        if pch.quietly([real, "-I", lean, *args]):
             _note(args, f"lean header {time.monotonic() - t0:.2f}s")
             return 0
         _note(args, "as written")

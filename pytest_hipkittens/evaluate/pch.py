@@ -147,7 +147,7 @@ def command(args: list[str], env: dict[str, str], lean: str | None = None) -> li
         args = ["-I", lean, *args]
     pch_dir = env.get("HK_PCH_DIR")
     flags, source = header_flags(args)
-    if not pch_dir or source is None or not FIRST_INCLUDE.match(first_code_line(source)):
+    if not pch_dir or not starts_with_torch(source):
         return [real, *args]
     folder = Path(pch_dir) / pch_key(real, flags, env.get("HK_PCH_TAG", ""))
     gch = folder / f"{HEADER}.gch"
@@ -157,29 +157,40 @@ def command(args: list[str], env: dict[str, str], lean: str | None = None) -> li
     return [real, *args]
 
 
-def wrap(args: list[str], env: dict[str, str]) -> list[str]:
-    """The command for ``args`` with the full header (kept for callers and tests)."""
-    return command(args, env)
+def starts_with_torch(source: Path | None) -> bool:
+    """``source`` is a C++ file whose first line of code includes ``torch/extension.h``."""
+    return source is not None and bool(FIRST_INCLUDE.match(first_code_line(source)))
+
+
+def lean_include(folder: Path, header: str) -> Path:
+    """Create (atomically) an include directory whose ``torch/extension.h`` is ``header``."""
+    from ..results import write_if_changed
+
+    write_if_changed(folder / "torch" / "extension.h", header)
+    return folder
 
 
 def lean_main_include(folder: Path) -> Path:
-    """Create the include directory whose ``torch/extension.h`` holds what bindings need."""
-    from ..results import write_if_changed
+    """The include directory whose ``torch/extension.h`` holds what bindings need."""
+    return lean_include(folder, LEAN_MAIN_HEADER)
 
-    write_if_changed(folder / "torch" / "extension.h", LEAN_MAIN_HEADER)
-    return folder
+
+def quietly(cmd: list[str]) -> bool:
+    """Run a first-choice compile; pass its output on only if it succeeds (a failed attempt
+    leaves no trace: the fallback's log is the one the user reads)."""
+    first = subprocess.run(cmd, capture_output=True)
+    if first.returncode:
+        return False
+    sys.stdout.buffer.write(first.stdout)
+    sys.stderr.buffer.write(first.stderr)
+    return True
 
 
 def run(args: list[str], env: dict[str, str]) -> int:
     """Compile; a binding file first against the lean header, then as written."""
     lean = env.get("HK_LEAN_MAIN")
-    _, source = header_flags(args)
-    if lean and source is not None and FIRST_INCLUDE.match(first_code_line(source)):
-        first = subprocess.run(command(args, env, lean), capture_output=True)
-        if first.returncode == 0:
-            sys.stdout.buffer.write(first.stdout)
-            sys.stderr.buffer.write(first.stderr)
-            return 0
+    if lean and starts_with_torch(header_flags(args)[1]) and quietly(command(args, env, lean)):
+        return 0
     cmd = command(args, env)
     os.execvp(cmd[0], cmd)
     return 127  # not reached

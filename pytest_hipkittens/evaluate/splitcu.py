@@ -42,14 +42,13 @@ _TORCH = re.compile(
 )
 _TORCH_INCLUDE = re.compile(r"^(?:torch|ATen|c10|caffe2|pybind11|THC)/|^Python\.h$")
 #: headers that only nvcc can compile; the host file leaves them out.
+_DEVICE_LIBS = "cub|thrust|cuda|cute|cutlass|cooperative_groups"
 _DEVICE_ONLY_INCLUDE = re.compile(
-    r"^(?:cub|thrust|cuda|cute|cutlass|crt|cooperative_groups)/"
+    rf"^(?:{_DEVICE_LIBS}|crt)/"
     r"|^(?:mma|cooperative_groups|cuda_pipeline\w*|cuda_awbarrier\w*|sm_\w+|device_\w+)\.h$"
 )
 #: namespaces of device-only headers; aliases and using-directives of them stay on the device side.
-_DEVICE_NAMESPACE = re.compile(
-    r"(?:::)?(?:cooperative_groups|nvcuda|cub|thrust|cuda|cute|cutlass)\b"
-)
+_DEVICE_NAMESPACE = re.compile(rf"(?:::)?(?:{_DEVICE_LIBS}|nvcuda)\b")
 _NAMESPACE_ALIAS = re.compile(r"\s*(?:namespace\s+\w+\s*=|using\s+namespace)\s*([\w:]+)\s*;\s*$")
 _IDENT = re.compile(r"[A-Za-z_]\w*")
 _PP_OK = ("include", "define", "undef", "pragma")
@@ -87,9 +86,11 @@ class Split:
 @dataclass
 class _Chunk:
     text: str
+    code: str  # ``text`` with comments and literals blanked
     kind: str  # "pp", "namespace", "code"
     inner: list[_Chunk] = field(default_factory=list)
     head: str = ""  # "namespace a::b" for namespaces
+    kernel: Kernel | None = None  # the kernel a "code" chunk defines (set by _scan)
 
 
 # -- scanning -------------------------------------------------------------------------------
@@ -156,16 +157,18 @@ def _chunks(src: str, code: str, start: int, end: int) -> list[_Chunk]:
                     j = nl + 1
                     continue
                 break
-            chunks.append(_Chunk(src[i:nl], "pp"))
+            chunks.append(_Chunk(src[i:nl], code[i:nl], "pp"))
             i = nl
             continue
         m = re.match(r"namespace\s*([\w:]*)\s*\{", code[i:end])
         if m:
             if not m.group(1):
                 raise Refused("anonymous namespace")
-            close = _match(code, i + m.end() - 1, end)
+            close = _balanced(code, i + m.end() - 1, "{}", end)
             inner = _chunks(src, code, i + m.end(), close)
-            chunks.append(_Chunk(src[i : close + 1], "namespace", inner, m.group(1)))
+            chunks.append(
+                _Chunk(src[i : close + 1], code[i : close + 1], "namespace", inner, m.group(1))
+            )
             i = close + 1
             continue
         if code.startswith("extern", i) and re.match(r'extern\s*"C"\s*\{', code[i:end]):
@@ -179,7 +182,7 @@ def _chunks(src: str, code: str, start: int, end: int) -> list[_Chunk]:
             elif c in ")]":
                 depth -= 1
             elif c == "{":
-                close = _match(code, j, end)
+                close = _balanced(code, j, "{}", end)
                 head = code[i:j]
                 j = close + 1
                 if depth == 0 and not _TYPE_START.match(head.strip()) and not _assigns(head):
@@ -194,7 +197,7 @@ def _chunks(src: str, code: str, start: int, end: int) -> list[_Chunk]:
         else:
             if code[i:end].strip():
                 raise Refused("declaration without an end")
-        chunks.append(_Chunk(src[i:j], "code"))
+        chunks.append(_Chunk(src[i:j], code[i:j], "code"))
         i = j
     return chunks
 
@@ -202,14 +205,8 @@ def _chunks(src: str, code: str, start: int, end: int) -> list[_Chunk]:
 def _assigns(head: str) -> bool:
     """``head`` has an ``=`` outside parentheses (an initialiser, not a default argument or
     a default template argument)."""
-    m = re.match(r"\s*template\s*<", head)
-    if m:
-        depth, j = 1, m.end()
-        while j < len(head) and depth:
-            depth += head[j] == "<"
-            depth -= head[j] == ">"
-            j += 1
-        head = head[j:]
+    end = _template_head_end(head)
+    head = head[end:] if end >= 0 else ""
     head = re.sub(r"\boperator\s*[=!<>+\-*/%^&|]*=", "operator", head)
     depth = 0
     for c in head:
@@ -220,29 +217,30 @@ def _assigns(head: str) -> bool:
     return False
 
 
-def _match(code: str, open_at: int, end: int) -> int:
-    """Index of the brace closing the one at ``open_at``."""
-    depth = 0
-    for j in range(open_at, end):
-        if code[j] == "{":
-            depth += 1
-        elif code[j] == "}":
-            depth -= 1
-            if depth == 0:
-                return j
-    raise Refused("unbalanced braces")
+def _template_head_end(head: str) -> int:
+    """Index just after the ``template <...>`` that starts ``head`` (0: none, -1: unclosed)."""
+    m = re.match(r"\s*template\s*<", head)
+    if not m:
+        return 0
+    depth, j = 1, m.end()
+    while j < len(head) and depth:
+        depth += head[j] == "<"
+        depth -= head[j] == ">"
+        j += 1
+    return -1 if depth else j
 
 
-def _balanced(text: str, open_at: int, pair: str = "()") -> int:
+def _balanced(text: str, open_at: int, pair: str = "()", end: int | None = None) -> int:
+    """Index of the ``pair[1]`` closing the ``pair[0]`` at ``open_at`` (before ``end``)."""
     depth = 0
-    for j in range(open_at, len(text)):
+    for j in range(open_at, len(text) if end is None else end):
         if text[j] == pair[0]:
             depth += 1
         elif text[j] == pair[1]:
             depth -= 1
             if depth == 0:
                 return j
-    raise Refused("unbalanced parentheses")
+    raise Refused("unbalanced " + {"()": "parentheses", "{}": "braces"}.get(pair, pair))
 
 
 # -- classification -------------------------------------------------------------------------
@@ -303,18 +301,13 @@ def _split_top(text: str, sep: str = ",") -> list[str]:
 
 def _template_params(head: str) -> tuple[str, str]:
     """(parameters without defaults, their names) of a ``template <...>`` head, or ("", "")."""
-    m = re.match(r"\s*template\s*<", head)
-    if not m:
-        return "", ""
-    depth, j = 1, m.end()
-    while j < len(head) and depth:
-        depth += head[j] == "<"
-        depth -= head[j] == ">"
-        j += 1
-    if depth:
+    end = _template_head_end(head)
+    if end < 0:
         raise Refused("kernel template parameter list")
+    if not end:
+        return "", ""
     decls, names = [], []
-    for param in _split_top(head[m.end() : j - 1]):
+    for param in _split_top(head[head.index("<") + 1 : end - 1]):
         if "..." in param:
             raise Refused("kernel template with a parameter pack")
         param = _split_top(param, "=")[0].strip()
@@ -420,11 +413,11 @@ def _scan(chunks: list[_Chunk], path: tuple[str, ...], plan: _Plan) -> None:
             continue
         if ch.kind != "code":
             continue
-        code = _code_only(ch.text)
+        code = ch.code
         if "__global__" in code and "{" not in code:
             continue  # a kernel's prototype: device side only, its definition comes later
         if "__global__" in code:
-            k = _kernel(ch.text, code, path)
+            k = ch.kernel = _kernel(ch.text, code, path)
             if k.name in plan.kernels:
                 raise Refused(f"two kernels named {k.name}")
             plan.kernels[k.name] = k
@@ -445,8 +438,7 @@ def split(src: str) -> Split:
     """Split ``src`` or raise :class:`Refused`."""
     if re.search(r'\bR"', src):
         raise Refused("raw string literal")
-    code = _code_only(src)
-    chunks = _chunks(src, code, 0, len(src))
+    chunks = _chunks(src, _code_only(src), 0, len(src))
     plan = _Plan()
     _scan(chunks, (), plan)
     if not plan.kernels:
@@ -477,7 +469,7 @@ def _emit(
 ) -> None:
     for ch in chunks:
         if ch.kind == "pp":
-            _emit_pp(ch.text, device, host)
+            _emit_pp(ch, device, host)
             continue
         if ch.kind == "namespace":
             dev_in: list[str] = []
@@ -486,11 +478,10 @@ def _emit(
             device.append(f"namespace {ch.head} {{\n" + "\n".join(dev_in) + "\n}")
             host.append(f"namespace {ch.head} {{\n" + "\n".join(host_in) + "\n}")
             continue
-        code = _code_only(ch.text)
-        if "__global__" in code and "{" not in code:
-            device.append(ch.text)
-        elif "__global__" in code:
-            k = plan.kernels[_kernel(ch.text, code, path).name]
+        code = ch.code
+        if ch.kernel is None and "__global__" in code:
+            device.append(ch.text)  # a prototype
+        elif (k := ch.kernel) is not None:
             sig = f"namespace hk_sig_{k.pointer} {{ {k.signature}; }}\n"
             hidden = '__attribute__((visibility("hidden")))'
             device.append(ch.text)
@@ -519,9 +510,8 @@ def _emit(
             if _both_sides(code) or (name and name in plan.host_words):
                 host.append(ch.text)  # a type the host code uses (g++ may refuse its bodies)
         elif (alias := _NAMESPACE_ALIAS.match(code)) and not _TORCH.search(code):
-            device.append(
-                ch.text
-            )  # `using namespace nvcuda;`, `namespace cg = cooperative_groups;`
+            # `using namespace nvcuda;`, `namespace cg = cooperative_groups;`
+            device.append(ch.text)
             if not _DEVICE_NAMESPACE.match(alias.group(1)):
                 host.append(ch.text)
         elif _is_host_code(code) or not _is_shared(code):
@@ -531,7 +521,8 @@ def _emit(
             host.append(ch.text)
 
 
-def _emit_pp(text: str, device: list[str], host: list[str]) -> None:
+def _emit_pp(ch: _Chunk, device: list[str], host: list[str]) -> None:
+    text = ch.text
     m = re.match(r"\s*#\s*(\w*)\s*(.*)", text, re.S)
     word = m.group(1) if m else ""
     rest = m.group(2) if m else ""
@@ -547,7 +538,7 @@ def _emit_pp(text: str, device: list[str], host: list[str]) -> None:
         else:
             device.append(text)
             host.append(text)
-    elif word == "define" and _TORCH.search(_code_only(text)):
+    elif word == "define" and _TORCH.search(ch.code):
         host.append(text)
     else:
         device.append(text)
