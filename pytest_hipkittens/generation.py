@@ -19,7 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from .evaluate.runner import base_result
+from .evaluate.schema import base_result
 from .extract import extract_code
 from .llm import LLMError, LLMRequest, LLMResponse
 from .problems import Problem

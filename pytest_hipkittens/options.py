@@ -329,6 +329,13 @@ OPTIONS: list[tuple[str, dict[str, Any], str | None, str | None, str]] = [
         "cast reference, candidate and inputs like KernelBench's precision option; tolerance 1e-4 fp32, 1e-2 fp16/bf16 (default: fp32)",
     ),
     (
+        "--hk-cpu-inputs",
+        {"dest": "hk_cpu_inputs", "action": "store_true"},
+        "bool",
+        "HK_CPU_INPUTS",
+        "draw each trial's inputs on the CPU generator and move them to the device, for exactly KernelBench's values (default: drawn on the device, much faster at real sizes)",
+    ),
+    (
         "--hk-allow-torch-ops",
         {"dest": "hk_allow_torch_ops", "action": "store_true"},
         "bool",
@@ -492,6 +499,7 @@ def resolve_settings(config: pytest.Config) -> Settings:
         forbid_libraries=_flag(config, "hk_forbid_libraries"),
         max_speedup=_or(_get(config, "hk_max_speedup", _speedup), d.max_speedup),
         compile_baseline=_flag(config, "hk_compile_baseline"),
+        cpu_inputs=_flag(config, "hk_cpu_inputs"),
         fast_builds=not _flag(config, "hk_plain_builds"),
         secret_env=tuple(
             config.getoption("hk_secret_env", None) or config.getini("hk_secret_env") or ()

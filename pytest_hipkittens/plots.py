@@ -13,7 +13,7 @@ import io
 from collections import Counter
 from typing import Any
 
-from .evaluate.runner import STATUSES
+from .evaluate.schema import STATUSES
 
 STATUS_COLOURS = {
     "correct": "#2e7d32",

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from .evaluate.runner import STATUSES
+from .evaluate.schema import STATUSES
 from .results import ProblemResults, ResultsTree, write_atomic, write_json
 
 FAST_P = (0.0, 1.0, 1.5, 2.0)

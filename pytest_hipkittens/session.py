@@ -67,6 +67,7 @@ class Settings:
     forbid_libraries: bool = False
     max_speedup: float = 10.0
     compile_baseline: bool = False
+    cpu_inputs: bool = False
     fast_builds: bool = True
     #: extra secret-variable patterns, on top of the sandbox's defaults
     secret_env: tuple[str, ...] = ()
@@ -135,6 +136,7 @@ class HKSession:
             forbid_libraries=s.forbid_libraries,
             max_speedup=s.max_speedup,
             compile_baseline=s.compile_baseline,
+            cpu_inputs=s.cpu_inputs,
             fast_builds=s.fast_builds,
             secret_patterns=SECRET_PATTERNS + s.secret_env,
         )

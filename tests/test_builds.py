@@ -88,7 +88,8 @@ def test_cache_key_covers_the_build_route(tmp_path: Path) -> None:
     from dataclasses import replace
 
     from pytest_hipkittens.backends import get_backend
-    from pytest_hipkittens.evaluate.runner import EvalConfig, builder_id, cache_key
+    from pytest_hipkittens.evaluate.build import builder_id, cache_key
+    from pytest_hipkittens.evaluate.config import EvalConfig
 
     cfg = EvalConfig(backend=get_backend("cpu"), build_cache=tmp_path)
     plain = replace(cfg, fast_builds=False)

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
 
 from pytest_hipkittens.evaluate import Evaluator, ReferenceFailed
-from pytest_hipkittens.evaluate.runner import first_error, trim_log
 from pytest_hipkittens.evaluate.sandbox import scrub_env
+from pytest_hipkittens.evaluate.schema import first_error, trim_log
 from pytest_hipkittens.problems import load_problem_file
 
 from .conftest import SCALE_PROBLEM, python_candidate, write_problem
@@ -123,12 +122,16 @@ def test_broken_reference_is_not_the_candidates_fault(evaluator: Evaluator, tmp_
         evaluator.reference(problem)
 
 
-def test_reference_outputs_are_computed_once(evaluator: Evaluator, scale) -> None:
+def test_reference_runs_once_per_problem_in_its_own_process(evaluator: Evaluator, scale) -> None:
     first = evaluator.reference(scale)
     assert evaluator.reference(scale) is first
-    # Small outputs live only in the trusted process: no file a candidate could read.
-    assert os.listdir(first[0]) == []
-    assert len([k for k in evaluator._ref_memory if k[0] == first[0].name]) == 3
+    # The trusted worker keeps every trial's inputs and outputs in its own memory: nothing
+    # is written where a candidate could read it.
+    assert first.info["cached"] == sorted(first.seeds)
+    assert first.info["inputs"]["items"][0]["shape"] == [64, 32]
+    assert first.info["output_bytes"] == 64 * 32 * 4
+    assert list(Path(evaluator.shm).iterdir()) == []
+    assert not list(evaluator.workdir.rglob("*.pt"))
 
 
 def test_log_helpers() -> None:

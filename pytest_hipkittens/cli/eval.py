@@ -61,6 +61,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--compile-baseline", action="store_true", help="also time torch.compile's reference"
     )
+    parser.add_argument(
+        "--cpu-inputs",
+        action="store_true",
+        help="draw inputs on the CPU generator (KernelBench's exact values; slower)",
+    )
     args = parser.parse_args(argv)
 
     from ..backends import BackendError, get_backend
@@ -98,8 +103,10 @@ def main(argv: list[str] | None = None) -> int:
         forbid_libraries=args.forbid_libraries,
         max_speedup=args.max_speedup,
         compile_baseline=args.compile_baseline,
+        cpu_inputs=args.cpu_inputs,
     )
     evaluator = Evaluator(cfg)
+    evaluator.spares_enabled = False  # one candidate: no worker started ahead of need
     try:
         result = evaluator.evaluate(problem, code)
     except ReferenceFailed as exc:

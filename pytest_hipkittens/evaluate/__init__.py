@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
-from .runner import STATUSES, EvalConfig, Evaluator, ReferenceFailed
+from .config import EvalConfig, ReferenceFailed
+from .runner import Evaluator
+from .schema import STATUSES
 
 __all__ = ["STATUSES", "EvalConfig", "Evaluator", "ReferenceFailed"]

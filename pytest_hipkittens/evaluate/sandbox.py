@@ -55,18 +55,24 @@ def scrub_env(env: Mapping[str, str], patterns: Iterable[str] = SECRET_PATTERNS)
     }
 
 
-def _limits(memory_bytes: int | None, cpu_cores: list[int] | None = None) -> None:
-    """Runs in the child before exec: no core dumps, optional memory cap and core set."""
+def apply_limits() -> None:
+    """In the worker, first thing: no core dumps, the memory cap and core set it was given.
+
+    Set by the worker on itself rather than in a ``preexec_fn``, which is unsafe when the
+    parent has threads (the evaluator builds from a thread pool).
+    """
     import resource
 
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-    if memory_bytes:
-        resource.setrlimit(resource.RLIMIT_AS, (memory_bytes, memory_bytes))
-    if cpu_cores:
-        os.sched_setaffinity(0, cpu_cores)
+    memory = int(os.environ.pop("HK_LIMIT_AS", "0") or 0)
+    if memory:
+        resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
+    cores = os.environ.pop("HK_CPU_CORES", "")
+    if cores:
+        os.sched_setaffinity(0, [int(c) for c in cores.split(",")])
 
 
-class Worker:
+class WorkerProcess:
     """One worker process; use as a context manager so it is always reaped."""
 
     def __init__(
@@ -84,6 +90,10 @@ class Worker:
         child_env["HK_REPLY_FD"] = str(write_fd)
         child_env["PYTHONUNBUFFERED"] = "1"
         child_env["PYTHONDONTWRITEBYTECODE"] = "1"
+        if memory_bytes:
+            child_env["HK_LIMIT_AS"] = str(memory_bytes)
+        if cpu_cores:
+            child_env["HK_CPU_CORES"] = ",".join(map(str, cpu_cores))
         self._log = open(log_path, "ab")  # noqa: SIM115 - closed in close()
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "pytest_hipkittens.evaluate.worker"],
@@ -94,7 +104,6 @@ class Worker:
             cwd=str(cwd) if cwd else None,
             pass_fds=(write_fd,),
             start_new_session=True,
-            preexec_fn=lambda: _limits(memory_bytes, cpu_cores),
         )
         os.close(write_fd)
         self._reply = read_fd
@@ -177,7 +186,7 @@ class Worker:
             os.close(self._reply)
         self._log.close()
 
-    def __enter__(self) -> Worker:
+    def __enter__(self) -> WorkerProcess:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -1,8 +1,7 @@
 """The timing protocol, shared by reference and candidate so their numbers compare.
 
-Both functions run in the same worker, on the same inputs, interleaved trial by trial
-(ref, new, new, ref, …) so drift in clock speed or background load hits both alike.
-Each trial is bracketed by device-wide synchronisation; on GPUs a buffer larger than the
+The reference is timed in the trusted process and the candidate in its own worker, on
+bit-identical inputs, in alternating rounds (see ``plan``). Each trial is bracketed by device-wide synchronisation; on GPUs a buffer larger than the
 last-level cache is rewritten before every trial so neither side profits from a warm
 cache left by the other. The median is the figure; the coefficient of variation says how
 far to trust it.
@@ -85,38 +84,40 @@ def summarize(samples: list[float]) -> dict[str, float]:
     }
 
 
-def time_interleaved(
-    fns: list[Callable[[], object]],
-    timer: Timer,
-    *,
-    warmup: int = 3,
-    warmup_s: float = 0.2,
-    trials: int = 100,
-    budget_s: float = 10.0,
-) -> list[list[float]]:
-    """Time every function of ``fns`` in turn, trial by trial; fewer trials if they are slow.
+def warm(fn: Callable[[], object], timer: Timer, warmup: int = 3, warmup_s: float = 0.2) -> float:
+    """Run ``fn`` at least ``warmup`` times and ``warmup_s`` seconds; its median ms.
 
-    Warm-up runs each at least ``warmup`` times and for at least ``warmup_s`` seconds, so
-    lazy initialisation, autotuning and a GPU's clock ramp after an idle build phase are
-    over before the first timed trial. The order rotates every trial so none always runs
-    right after another. The number of trials then shrinks (never below 5) so the set
-    stays within ``budget_s``; the count used is the length of the lists.
+    Lazy initialisation, autotuning and a GPU's clock ramp after an idle build phase are
+    over before the first timed trial; the estimate sizes the number of trials.
     """
-    est = 0.0
+    samples = []
     start = time.perf_counter()
-    done = 0
-    while done < max(1, warmup) or (time.perf_counter() - start < warmup_s and done < 1000):
-        est = 0.0
-        for fn in fns:
-            timer.flush()
-            est += timer.measure(fn)
-        done += 1
+    while len(samples) < max(1, warmup) or (
+        time.perf_counter() - start < warmup_s and len(samples) < 1000
+    ):
+        timer.flush()
+        samples.append(timer.measure(fn))
+    return statistics.median(samples)
+
+
+def run_trials(fn: Callable[[], object], timer: Timer, trials: int) -> list[float]:
+    """Milliseconds of ``trials`` calls, each after a cache flush."""
+    out = []
+    for _ in range(trials):
+        timer.flush()
+        out.append(timer.measure(fn))
+    return out
+
+
+def plan(estimates_ms: list[float], trials: int, budget_s: float, rounds: int = 4) -> list[int]:
+    """Trials per round for each side: at most ``trials``, within ``budget_s``, never below 5.
+
+    Reference and candidate run in different processes, so they take turns in rounds
+    (ref, new, ref, new, …): drift in clock speed or background load hits both alike.
+    """
+    est = sum(estimates_ms)
     if est > 0:
         trials = max(5, min(trials, int(budget_s * 1e3 / est)))
-    samples: list[list[float]] = [[] for _ in fns]
-    order = list(range(len(fns)))
-    for i in range(trials):
-        for k in order[i % len(order) :] + order[: i % len(order)]:
-            timer.flush()
-            samples[k].append(timer.measure(fns[k]))
-    return samples
+    rounds = max(1, min(rounds, trials // 5))
+    base, extra = divmod(trials, rounds)
+    return [base + (1 if r < extra else 0) for r in range(rounds)]

@@ -1,35 +1,35 @@
-"""The evaluation worker: the only process that imports a problem or a candidate.
+"""The evaluation workers: the only processes that import a problem or a candidate.
 
 Started by :mod:`pytest_hipkittens.evaluate.sandbox` as ``python -m
 pytest_hipkittens.evaluate.worker`` in a fresh process group with a scrubbed environment.
-It reads one JSON command per line on stdin and answers one JSON line on the file
+Each reads one JSON command per line on stdin and answers one JSON line on the file
 descriptor named by ``HK_REPLY_FD``; anything the candidate or the compiler prints goes
-to stdout/stderr, which the parent sends to a log file. A *reference* worker never
-imports candidate code; a *candidate* worker does, and only hands tensors back — the
-parent decides whether they are right.
+to stdout/stderr, which the parent sends to a log file.
 
-Commands: ``load``, ``build``, ``outputs``, ``audit``, ``time``, ``profile``, ``work``,
-``hardware``, ``exit``.
+Two roles (``HK_ROLE``): the *trusted* worker (trusted.py) makes the inputs, runs and times
+the reference and compares, and never imports candidate code; a *candidate* worker
+(:class:`Candidate`) builds one candidate and runs it on input buffers the trusted worker
+fills, handing its outputs back as memory handles (tensors.py). The parent (runner.py)
+relays between them and decides.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import sys
 import threading
 import time
 import traceback
-from pathlib import Path
 from typing import Any
 
 import torch
 
+from .loading import DTYPES, build_model, import_file, is_oom, make_inputs, peak_bytes, sync
+from .tensors import Arena, SpecError, describe, rebuild, tensors
+
 # Harness references taken before any candidate code runs.
 _perf_counter = time.perf_counter
-_torch_save = torch.save
-_manual_seed = torch.manual_seed
 _active_threads = threading.enumerate
 
 #: What the timing and checking code relies on; a candidate that rebinds any is rejected.
@@ -37,7 +37,6 @@ HARNESS_FUNCTIONS: dict[str, tuple[Any, str, Any]] = {
     "time.perf_counter": (time, "perf_counter", time.perf_counter),
     "time.monotonic_ns": (time, "monotonic_ns", time.monotonic_ns),
     "torch.manual_seed": (torch, "manual_seed", torch.manual_seed),
-    "torch.save": (torch, "save", torch.save),
     "torch.equal": (torch, "equal", torch.equal),
     "torch.cuda.synchronize": (torch.cuda, "synchronize", torch.cuda.synchronize),
     "torch.cuda.Event": (torch.cuda, "Event", torch.cuda.Event),
@@ -70,16 +69,6 @@ def _rejected(message: str) -> dict:
     return {"ok": False, "category": "rejected", "message": message}
 
 
-def _same(a: torch.Tensor, b: torch.Tensor) -> bool:
-    """Bit-for-bit equal, NaN included (torch.equal says NaN != NaN)."""
-    if a.shape != b.shape or a.dtype != b.dtype:
-        return False
-    if a.is_floating_point() or a.is_complex():
-        return bool(((a == b) | (torch.isnan(a) & torch.isnan(b))).all())
-    return torch.equal(a, b)
-
-
-DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 GPU_ERROR_MARKERS = (
     "CUDA error",
     "HIP error",
@@ -91,58 +80,45 @@ GPU_ERROR_MARKERS = (
 BUILD_ERROR_MARKERS = ("Error building extension", "ninja: build stopped", "error:")
 
 
-class Worker:
+class Candidate:
+    """Handlers of a candidate's worker: build it, run it on buffers the trusted side fills.
+
+    The worker allocates (and exports) the buffers its inputs are written into and exports
+    its outputs; it never sees the reference's outputs or the trusted copy of the inputs.
+    """
+
     def __init__(self) -> None:
         self.problem: Any = None
         self.candidate: Any = None
         self.device = "cpu"
         self.dtype = torch.float32
         self.flush_bytes = 0
+        self.init_seed = 0
+        self.folder: str | None = None
+        self._model: Any = None
+        self._inputs: list[Any] | None = None
+        self._in_arena: Arena | None = None
+        self._out_arena: Arena | None = None
+        self._timer: Any = None
 
-    # -- helpers ---------------------------------------------------------------------
-    def _import(self, name: str, path: str) -> Any:
-        spec = importlib.util.spec_from_file_location(name, path)
-        if spec is None or spec.loader is None:
-            raise ImportError(f"cannot import {path}")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-        return module
-
-    def _cast(self, x: Any) -> Any:
-        if isinstance(x, torch.Tensor):
-            x = x.to(self.device)
-            return x.to(self.dtype) if x.is_floating_point() else x
-        return x
-
-    def _inputs(self, seed: int) -> list[Any]:
-        _manual_seed(seed)
-        return [self._cast(x) for x in self.problem.get_inputs()]
-
-    def _model(self, cls: type, seed: int) -> Any:
-        _manual_seed(seed)
-        init = [self._cast(x) for x in self.problem.get_init_inputs()]
-        _manual_seed(seed)
-        model = cls(*init)
-        if isinstance(model, torch.nn.Module):
-            model = model.to(self.device)
-            if self.dtype != torch.float32:
-                model = model.to(self.dtype)
-            model.eval()
-        return model
-
-    def _sync(self) -> None:
-        if self.device != "cpu":
-            torch.cuda.synchronize()
+    def model(self) -> Any:
+        """The one ``ModelNew`` instance of this worker (built like the reference)."""
+        if self._model is None:
+            self._model = build_model(
+                self.problem, self.candidate.ModelNew, self.init_seed, self.device, self.dtype
+            )
+        return self._model
 
     # -- commands --------------------------------------------------------------------
     def load(self, msg: dict) -> dict:
         self.device = msg.get("device", "cpu")
         self.dtype = DTYPES[msg.get("precision", "fp32")]
         self.flush_bytes = int(msg.get("flush_bytes") or 0)
+        self.init_seed = int(msg.get("init_seed") or 0)
+        self.folder = msg.get("shm")
         if msg.get("threads"):
             torch.set_num_threads(int(msg["threads"]))
-        self.problem = self._import("hk_problem", msg["problem"])
+        self.problem = import_file("hk_problem", msg["problem"])
         for name in ("Model", "get_inputs", "get_init_inputs"):
             if not hasattr(self.problem, name):
                 return {"ok": False, "category": "bad_problem", "message": f"problem has no {name}"}
@@ -155,7 +131,7 @@ class Worker:
             # know which candidate they will serve).
             os.environ["TORCH_EXTENSIONS_DIR"] = msg["ext_dir"]
         try:
-            self.candidate = self._import("hk_candidate", msg["code"])
+            self.candidate = import_file("hk_candidate", msg["code"])
         except BaseException as exc:  # noqa: BLE001 - any failure of candidate code
             text = f"{type(exc).__name__}: {exc}"
             is_build = isinstance(exc, SyntaxError) or any(m in text for m in BUILD_ERROR_MARKERS)
@@ -176,136 +152,114 @@ class Worker:
             return _rejected(f"candidate replaced harness function(s): {', '.join(tampered())}")
         return {"ok": True, "seconds": _perf_counter() - t0}
 
-    def outputs(self, msg: dict) -> dict:
-        """Run the reference (``which=ref``) or the candidate on each trial's inputs.
+    def alloc(self, msg: dict) -> dict:
+        """Allocate input buffers laid out as the trusted side's inputs; export them.
 
-        The first trial's input tensors are reused: later trials refill the same buffers with
-        the next seed's values, so an implementation that caches results by pointer or shape
-        returns stale outputs and fails the comparison. Each call is also watched for
-        mutating its inputs, returning a view of an input, and leaving threads running.
+        The same buffers serve every trial: the trusted side refills them with the next
+        seed's values, so an implementation that caches results by pointer or shape
+        returns stale outputs and fails the comparison.
         """
-        which = msg["which"]
-        out_dir = Path(msg["dir"])
-        cls = self.problem.Model if which == "ref" else self.candidate.ModelNew
-        model = self._model(cls, msg["init_seed"])
-        files = []
-        flags = {"mutates_inputs": False, "aliases_input": False, "threads_left": []}
-        buffers: list[Any] | None = None
+        self.model()  # constructed before the inputs exist, as in KernelBench
+        self._in_arena = Arena(self.device, self.folder)
+        made: list[dict[str, Any]] = []
+
+        def alloc_one(spec: dict) -> torch.Tensor:
+            assert self._in_arena is not None
+            t, shared = self._in_arena.alloc(spec)
+            made.append(shared)
+            return t
+
+        self._inputs = rebuild(msg["inputs"], alloc_one)
+        it = iter(made)
+        return {"ok": True, "buffers": describe(self._inputs, lambda t: next(it))}
+
+    def _export(self, out: Any) -> Any:
+        self._out_arena = Arena(self.device, self.folder)
+        return describe(out, self._out_arena.export)
+
+    def forward(self, msg: dict) -> dict:
+        """One forward on the buffers; the outputs exported for the trusted comparison.
+
+        Also reports what the trusted side cannot see from its end: threads the call left
+        running and outputs that are the input buffers themselves.
+        """
+        assert self._inputs is not None
+        self.release_outputs()
+        model = self.model()
+        threads_before = {t.ident for t in _active_threads()}
         with torch.no_grad():
-            for seed in msg["seeds"]:
-                fresh = self._inputs(seed)
-                if buffers is None:
-                    buffers = fresh
-                else:
-                    for buf, new in zip(buffers, fresh, strict=False):
-                        if (
-                            isinstance(buf, torch.Tensor)
-                            and isinstance(new, torch.Tensor)
-                            and buf.shape == new.shape
-                        ):
-                            buf.copy_(new)
-                    buffers = [
-                        b if isinstance(b, torch.Tensor) else n
-                        for b, n in zip(buffers, fresh, strict=False)
-                    ]
-                inputs = buffers
-                pristine = [t.clone() if isinstance(t, torch.Tensor) else None for t in inputs]
-                threads_before = {t.ident for t in _active_threads()}
-                out = model(*inputs)
-                self._sync()
-                alive = [
-                    t.name
-                    for t in _active_threads()
-                    if t.ident not in threads_before and t.is_alive()
-                ]
-                flags["threads_left"] = sorted(set(flags["threads_left"]) | set(alive))
-                outs = out if isinstance(out, (list, tuple)) else [out]
-                in_ptrs = {
-                    t.untyped_storage().data_ptr() for t in inputs if isinstance(t, torch.Tensor)
-                }
-                if any(
-                    isinstance(o, torch.Tensor) and o.untyped_storage().data_ptr() in in_ptrs
-                    for o in outs
-                ):
-                    flags["aliases_input"] = True
-                if any(
-                    p is not None and not _same(p, t)
-                    for p, t in zip(pristine, inputs, strict=False)
-                ):
-                    flags["mutates_inputs"] = True
-                if isinstance(out, torch.Tensor):
-                    out = out.detach().cpu().clone()
-                elif isinstance(out, (list, tuple)):
-                    out = type(out)(
-                        o.detach().cpu().clone() if isinstance(o, torch.Tensor) else o for o in out
-                    )
-                path = out_dir / f"{which}_{seed}.pt"
-                _torch_save(out, path)
-                files.append(str(path))
-                del out, pristine
-        if which == "new" and tampered():
+            out = model(*self._inputs)
+        sync(self.device)
+        alive = [
+            t.name for t in _active_threads() if t.ident not in threads_before and t.is_alive()
+        ]
+        in_ptrs = {t.untyped_storage().data_ptr() for t in tensors(self._inputs) if t.numel()}
+        aliases = any(t.numel() and t.untyped_storage().data_ptr() in in_ptrs for t in tensors(out))
+        if tampered():
             return _rejected(f"candidate replaced harness function(s): {', '.join(tampered())}")
-        return {"ok": True, "files": files, **flags}
+        try:
+            outputs = self._export(out)
+        except SpecError as exc:
+            return {"ok": False, "category": "incorrect", "message": f"outputs: {exc}"}
+        return {
+            "ok": True,
+            "outputs": outputs,
+            "threads_left": alive,
+            "aliases_input": aliases,
+            "peak_bytes": peak_bytes(self.device),
+        }
 
-    def time(self, msg: dict) -> dict:
-        """Time reference and candidate interleaved; optionally ``torch.compile``'s reference too."""
-        from .timing import make_timer, time_interleaved
+    def release_outputs(self, msg: dict | None = None) -> dict:
+        if self._out_arena is not None:
+            self._out_arena.release()
+            self._out_arena = None
+        return {"ok": True}
 
-        ref = self._model(self.problem.Model, msg["init_seed"])
-        new = self._model(self.candidate.ModelNew, msg["init_seed"])
-        inputs = self._inputs(msg["seed"])
-        timer = make_timer(self.device, self.flush_bytes)
-        fns = [lambda: ref(*inputs), lambda: new(*inputs)]
-        extra: dict[str, Any] = {}
-        if msg.get("compile"):
-            compiled, extra = self._compiled(inputs, msg["init_seed"])
-            if compiled is not None:
-                fns.append(lambda: compiled(*inputs))
+    def timed(self, msg: dict) -> dict:
+        """Warm up (``warmup``: the median ms) or time the candidate on its buffers.
+
+        A timed round exports the output of its last call, which the trusted side compares
+        with the reference: a candidate that does less once it is being timed is caught.
+        """
+        from .timing import make_timer, run_trials, warm
+
+        assert self._inputs is not None
+        self.release_outputs()
+        model, inputs = self.model(), self._inputs
+        if self._timer is None:
+            self._timer = make_timer(self.device, self.flush_bytes)
+        last: list[Any] = [None]
+
+        def call() -> None:
+            last[0] = model(*inputs)
+
         with torch.no_grad():
-            samples = time_interleaved(
-                fns,
-                timer,
-                warmup=msg.get("warmup", 3),
-                trials=msg.get("trials", 30),
-                budget_s=msg.get("budget_s", 10.0),
-            )
+            if msg.get("warmup"):
+                est = warm(call, self._timer, msg["warmup"], msg["warmup_s"])
+                answer: dict[str, Any] = {"ok": True, "est_ms": est}
+            else:
+                answer = {"ok": True, "ms": run_trials(call, self._timer, msg["trials"])}
+        sync(self.device)
         if tampered():
             return _rejected(
                 f"candidate replaced harness function(s) while timed: {', '.join(tampered())}"
             )
-        if len(samples) == 3:
-            extra["compile_ms"] = samples[2]
-        return {
-            "ok": True,
-            "ref_ms": samples[0],
-            "new_ms": samples[1],
-            "method": timer.method,
-            **extra,
-        }
-
-    def _compiled(self, inputs: list[Any], init_seed: int) -> tuple[Any, dict[str, Any]]:
-        """``torch.compile`` of a fresh reference, compiled here (not timed); None if it fails."""
-        model = self._model(self.problem.Model, init_seed)
-        t0 = _perf_counter()
         try:
-            compiled = torch.compile(model)
-            with torch.no_grad():
-                compiled(*inputs)
-            self._sync()
-        except Exception as exc:  # noqa: BLE001 - the baseline is optional
-            return None, {"compile_error": f"{type(exc).__name__}: {exc}".splitlines()[0][:300]}
-        return compiled, {"compile_seconds": round(_perf_counter() - t0, 3)}
+            answer["outputs"] = self._export(last[0])
+        except SpecError as exc:
+            return {"ok": False, "category": "incorrect", "message": f"outputs: {exc}"}
+        answer["method"] = self._timer.method
+        return answer
 
     def audit(self, msg: dict) -> dict:
         """One watched forward: which ops and compiled functions did the work (see audit.py)."""
         from .audit import audit_forward
 
-        ref = msg.get("which") == "ref"
-        cls = self.problem.Model if ref else self.candidate.ModelNew
-        model = self._model(cls, msg["init_seed"])
-        inputs = self._inputs(msg["seed"])
+        assert self._inputs is not None
+        self.release_outputs()
+        model, inputs = self.model(), self._inputs
         with torch.no_grad():
-            report = audit_forward(lambda: model(*inputs), self.device, streams=not ref)
+            report = audit_forward(lambda: model(*inputs), self.device, streams=True)
         if tampered():
             return _rejected(f"candidate replaced harness function(s): {', '.join(tampered())}")
         return {"ok": True, **report}
@@ -313,59 +267,30 @@ class Worker:
     def profile(self, msg: dict) -> dict:
         from ..profile import profile_torch
 
-        new = self._model(self.candidate.ModelNew, msg["init_seed"])
-        inputs = self._inputs(msg["seed"])
+        assert self._inputs is not None
+        self.release_outputs()
+        model, inputs = self.model(), self._inputs
         with torch.no_grad():
-            kernels = profile_torch(lambda: new(*inputs), self.device, runs=msg.get("runs", 5))
+            kernels = profile_torch(lambda: model(*inputs), self.device, runs=msg.get("runs", 5))
         return {"ok": True, "kernels": kernels}
 
-    def work(self, msg: dict) -> dict:
-        """Bytes the reference must move (inputs read + outputs written) and its FLOPs."""
-        from torch.utils.flop_counter import FlopCounterMode
-
-        model = self._model(self.problem.Model, msg["init_seed"])
-        inputs = self._inputs(msg["seed"])
-        counter = FlopCounterMode(display=False)
-        with torch.no_grad(), counter:
-            out = model(*inputs)
-        outs = out if isinstance(out, (list, tuple)) else [out]
-        tensors = [t for t in [*inputs, *outs] if isinstance(t, torch.Tensor)]
+    def handlers(self) -> dict[str, Any]:
         return {
-            "ok": True,
-            "bytes": int(sum(t.numel() * t.element_size() for t in tensors)),
-            "flops": int(counter.get_total_flops()),
+            "load": self.load,
+            "build": self.build,
+            "alloc": self.alloc,
+            "forward": self.forward,
+            "release": self.release_outputs,
+            "timed": self.timed,
+            "audit": self.audit,
+            "profile": self.profile,
         }
-
-    def hardware(self, msg: dict) -> dict:
-        import platform
-
-        info: dict[str, Any] = {
-            "torch": torch.__version__,
-            "python": platform.python_version(),
-            "cpu": platform.processor() or platform.machine(),
-            "threads": torch.get_num_threads(),
-            "cpu_affinity": sorted(os.sched_getaffinity(0)),
-            "visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES")
-            or os.environ.get("HIP_VISIBLE_DEVICES"),
-        }
-        if self.device != "cpu" and torch.cuda.is_available():
-            props = torch.cuda.get_device_properties(0)
-            info["gpu"] = props.name
-            bus = getattr(props, "pci_bus_id", None)
-            if bus is not None:
-                domain = getattr(props, "pci_domain_id", 0) or 0
-                dev = getattr(props, "pci_device_id", 0) or 0
-                info["pci_bus_id"] = f"{domain:04x}:{bus:02x}:{dev:02x}.0"
-            info["arch"] = getattr(props, "gcnArchName", None) or f"sm_{props.major}{props.minor}"
-            info["cuda"] = torch.version.cuda
-            info["hip"] = getattr(torch.version, "hip", None)
-        return {"ok": True, "hardware": info}
 
 
 def _error_reply(exc: BaseException) -> dict:
     text = f"{type(exc).__name__}: {exc}"
-    if isinstance(exc, torch.cuda.OutOfMemoryError) or "out of memory" in text.lower():
-        category = "out_of_memory"
+    if is_oom(exc):
+        category = "oom"
     elif any(m in text for m in GPU_ERROR_MARKERS):
         category = "gpu_crash"
     else:
@@ -396,24 +321,25 @@ def probe(argv: list[str]) -> int:
     parser.add_argument("--init-seed", type=int, default=42)
     parser.add_argument("--runs", type=int, default=5)
     args = parser.parse_args(argv)
-    worker = Worker()
+    worker = Candidate()
     worker.load({"problem": args.problem, "device": args.device, "precision": args.precision})
     built = worker.build({"code": args.code})
     if not built.get("ok"):
         print(built.get("message"), file=sys.stderr)
         return 2
-    model = worker._model(worker.candidate.ModelNew, args.init_seed)
-    inputs = worker._inputs(args.seed)
+    worker.init_seed = args.init_seed
+    model = worker.model()
+    inputs = make_inputs(worker.problem, args.seed, args.device, worker.dtype)
     on_gpu = args.device != "cpu"
     with torch.no_grad():
         model(*inputs)
-        worker._sync()
+        sync(args.device)
         if on_gpu:
             torch.cuda.profiler.start()
         start = time.monotonic_ns()
         for _ in range(args.runs):
             model(*inputs)
-        worker._sync()
+        sync(args.device)
         end = time.monotonic_ns()
         if on_gpu:
             torch.cuda.profiler.stop()
@@ -425,6 +351,9 @@ def probe(argv: list[str]) -> int:
 def main() -> int:
     if sys.argv[1:2] == ["probe"]:
         return probe(sys.argv[2:])
+    from .sandbox import apply_limits
+
+    apply_limits()
     reply_fd = int(os.environ["HK_REPLY_FD"])
     reply = os.fdopen(reply_fd, "w", buffering=1)
     from .audit import warm_mode
@@ -436,17 +365,12 @@ def main() -> int:
     # it, ~0.15 s) here keeps that out of a build-cache hit.
     import torch.utils.cpp_extension  # noqa: F401
 
-    worker = Worker()
-    handlers = {
-        "load": worker.load,
-        "build": worker.build,
-        "outputs": worker.outputs,
-        "time": worker.time,
-        "profile": worker.profile,
-        "hardware": worker.hardware,
-        "work": worker.work,
-        "audit": worker.audit,
-    }
+    if os.environ.get("HK_ROLE") == "trusted":
+        from .trusted import Trusted
+
+        handlers = Trusted().handlers()
+    else:
+        handlers = Candidate().handlers()
     for line in sys.stdin:
         msg = json.loads(line)
         cmd = msg.get("cmd")

@@ -1,0 +1,103 @@
+"""Build plumbing: the content address of a build and the compiler wrappers' environment."""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import os
+import platform
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from ..results import write_if_changed
+from .config import EvalConfig
+from .schema import code_sha256
+
+
+@functools.lru_cache(maxsize=4)
+def compiler_id(cxx: str) -> str:
+    """``$CXX --version`` (nvcc's first line is the same for every release, so all of it):
+    part of the build-cache key."""
+    try:
+        out = subprocess.run([cxx, "--version"], capture_output=True, text=True, timeout=30)
+        return out.stdout.strip() if out.stdout else cxx
+    except (OSError, subprocess.SubprocessError):
+        return cxx
+
+
+@functools.lru_cache(maxsize=1)
+def builder_id() -> str:
+    """Hash of the compiler wrappers' code: a fixed or changed wrapper builds afresh instead
+    of serving what an older one produced."""
+    here = Path(__file__).parent
+    digest = hashlib.sha256()
+    for name in ("pch.py", "nvcc.py", "splitcu.py"):
+        digest.update((here / name).read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def nvcc_path() -> Path:
+    from torch.utils.cpp_extension import CUDA_HOME
+
+    return Path(CUDA_HOME or "/usr/local/cuda") / "bin" / "nvcc"
+
+
+def _script(path: Path, module: str) -> Path:
+    """An executable that runs ``python -m module "$@"`` (compiler variables take one path)."""
+    write_if_changed(path, f'#!/bin/sh\nexec {sys.executable} -m {module} "$@"\n', 0o755)
+    return path
+
+
+@functools.lru_cache(maxsize=4)
+def compiler_env(folder: Path, backend: str, cxx: str) -> dict[str, str]:
+    """Route host compiles through the PCH and lean-binding-header wrapper (pch.py) and, on
+    cuda, nvcc through the split / lean-header wrapper (nvcc.py)."""
+    import torch
+
+    from .nvcc import lean_include
+    from .pch import lean_main_include
+
+    header = Path(torch.__file__).parent / "include" / "torch" / "extension.h"
+    stamp = int(header.stat().st_mtime) if header.exists() else 0
+    env = {
+        "CXX": str(_script(folder / "bin" / "c++", "pytest_hipkittens.evaluate.pch")),
+        "HK_REAL_CXX": shutil.which(cxx) or cxx,
+        "HK_PCH_DIR": str(folder),
+        "HK_PCH_TAG": f"{torch.__version__}-{platform.python_version()}-{stamp}",
+        "HK_LEAN_MAIN": str(lean_main_include(folder / "lean-main")),
+    }
+    if backend == "cuda":
+        nvcc = nvcc_path()
+        env.update(
+            PYTORCH_NVCC=str(_script(folder / "bin" / "nvcc", "pytest_hipkittens.evaluate.nvcc")),
+            HK_REAL_NVCC=str(nvcc),
+            HK_LEAN_INCLUDE=str(lean_include(folder / "lean")),
+        )
+    return env
+
+
+def wrapped(cfg: EvalConfig) -> bool:
+    """Builds go through the harness's compiler wrappers (compiler_env)."""
+    return cfg.fast_builds and cfg.backend.name in ("cpu", "cuda")
+
+
+def cache_key(code: str, cfg: EvalConfig) -> str:
+    """Content address of a build: source, backend flags, compilers, torch, python, and the
+    harness's compiler wrappers (or none, with ``--hk-plain-builds``)."""
+    import torch
+
+    parts = {
+        "code": code_sha256(code),
+        "backend": cfg.backend.describe(),
+        "env": cfg.backend.env,
+        "torch": str(torch.__version__),
+        "python": platform.python_version(),
+        "cxx": compiler_id(os.environ.get("CXX", "c++")),
+        "builder": builder_id() if wrapped(cfg) else "plain",
+    }
+    if cfg.backend.name == "cuda":
+        parts["nvcc"] = compiler_id(str(nvcc_path()))
+    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:24]

@@ -1,0 +1,313 @@
+"""Tensors between the trusted process and a candidate's worker: memory handles, never pickles.
+
+KernelBench's level-1 tensors reach several GB, so evaluation data never goes through files
+or serialisation. A tensor crosses as a small JSON *spec* that names memory the other
+process maps:
+
+* on a GPU, a CUDA/HIP IPC handle of the tensor's allocation (``cudaIpcGetMemHandle``,
+  through the same torch machinery ``torch.multiprocessing`` uses), rebuilt on the other
+  side from plain fields the receiver checks — no pickled callable is ever loaded;
+* on the CPU, a file in a RAM-backed folder (``/dev/shm``) that both processes map shared.
+
+Direction matters for safety: only the **candidate's worker exports** memory. It allocates
+the buffers its inputs are written into and hands over its outputs; the trusted process
+opens those and never exports any of its own memory, so nothing a candidate maps can reach
+the reference's outputs or the trusted copy of the inputs. (An IPC handle exposes the
+whole allocation block it lies in, which on the trusted side could hold other tensors.)
+
+Values that are not tensors (ints, floats, bools, strings, None, nested lists of them)
+travel inline in the spec.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import os
+import uuid
+from pathlib import Path
+from typing import Any
+
+import torch
+
+#: Scalar types a spec may name (``str(torch.float32)`` → dtype).
+DTYPES: dict[str, torch.dtype] = {
+    str(d): d
+    for d in (
+        torch.float64,
+        torch.float32,
+        torch.float16,
+        torch.bfloat16,
+        torch.int64,
+        torch.int32,
+        torch.int16,
+        torch.int8,
+        torch.uint8,
+        torch.bool,
+        torch.complex64,
+        torch.complex128,
+    )
+}
+
+
+class SpecError(ValueError):
+    """A spec this side refuses to map (wrong type, unknown dtype, bad sizes)."""
+
+
+def _b64(data: bytes | None) -> str | None:
+    return None if data is None else base64.b64encode(data).decode()
+
+
+def _unb64(text: Any) -> bytes | None:
+    if text is None:
+        return None
+    if not isinstance(text, str):
+        raise SpecError("handle is not a string")
+    return base64.b64decode(text.encode(), validate=True)
+
+
+def _ints(value: Any, what: str) -> list[int]:
+    if not isinstance(value, list) or not all(
+        isinstance(v, int) and not isinstance(v, bool) for v in value
+    ):
+        raise SpecError(f"{what} must be a list of ints")
+    return value
+
+
+def _extent(shape: list[int], stride: list[int], offset: int) -> int:
+    """Elements a strided view needs from its storage (0 for an empty tensor)."""
+    if any(s == 0 for s in shape):
+        return 0
+    return offset + 1 + sum((n - 1) * st for n, st in zip(shape, stride, strict=True))
+
+
+def layout(t: torch.Tensor) -> dict[str, Any]:
+    """Shape, stride and dtype of ``t``: what the other side allocates to receive it."""
+    return {
+        "kind": "tensor",
+        "shape": list(t.shape),
+        "stride": list(t.stride()),
+        "dtype": str(t.dtype),
+    }
+
+
+def describe(value: Any, convert: Any) -> Any:
+    """A JSON spec of ``value``: tensors through ``convert(t)``, plain values inline."""
+    if isinstance(value, torch.Tensor):
+        return convert(value)
+    if isinstance(value, (list, tuple)):
+        return {
+            "kind": "tuple" if isinstance(value, tuple) else "list",
+            "items": [describe(v, convert) for v in value],
+        }
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return {"kind": "value", "value": value}
+    raise SpecError(f"cannot pass a {type(value).__name__} between processes")
+
+
+def rebuild(spec: Any, open_tensor: Any) -> Any:
+    """Inverse of :func:`describe`: tensors through ``open_tensor(spec)``."""
+    if not isinstance(spec, dict):
+        raise SpecError("spec is not an object")
+    kind = spec.get("kind")
+    if kind == "tensor":
+        return open_tensor(spec)
+    if kind in ("list", "tuple"):
+        items = spec.get("items")
+        if not isinstance(items, list):
+            raise SpecError("items must be a list")
+        out = [rebuild(s, open_tensor) for s in items]
+        return tuple(out) if kind == "tuple" else out
+    if kind == "value":
+        value = spec.get("value")
+        if value is not None and not isinstance(value, (bool, int, float, str)):
+            raise SpecError("inline values must be plain scalars")
+        return value
+    raise SpecError(f"unknown spec kind {kind!r}")
+
+
+def tensors(value: Any) -> list[torch.Tensor]:
+    """Every tensor in a value (nested lists and tuples), in order."""
+    if isinstance(value, torch.Tensor):
+        return [value]
+    if isinstance(value, (list, tuple)):
+        return [t for v in value for t in tensors(v)]
+    return []
+
+
+def _dtype(spec: dict[str, Any]) -> torch.dtype:
+    dtype = DTYPES.get(spec.get("dtype"))  # type: ignore[arg-type]
+    if dtype is None:
+        raise SpecError(f"unsupported dtype {spec.get('dtype')!r}")
+    return dtype
+
+
+def _geometry(spec: dict[str, Any]) -> tuple[list[int], list[int], int]:
+    shape = _ints(spec.get("shape"), "shape")
+    stride = _ints(spec.get("stride"), "stride")
+    offset = spec.get("offset", 0)
+    if len(shape) != len(stride) or not isinstance(offset, int) or offset < 0:
+        raise SpecError("shape, stride and offset do not fit")
+    if any(n < 0 for n in shape) or any(s < 0 for s in stride):
+        raise SpecError("negative sizes or strides")
+    return shape, stride, offset
+
+
+class Arena:
+    """Memory this process shares: CUDA IPC on a GPU, files under ``folder`` on the CPU.
+
+    Used by the candidate's worker only (see the module docstring). It keeps every shared
+    tensor alive until :meth:`release`, so the trusted side never maps freed memory.
+    """
+
+    def __init__(self, device: str, folder: str | None) -> None:
+        self.device = device
+        self.folder = Path(folder) if folder else None
+        self._held: list[torch.Tensor] = []
+        self._files: list[Path] = []
+
+    def _shm(self, nbytes: int) -> tuple[torch.Tensor, str]:
+        if self.folder is None:
+            raise SpecError("no shared-memory folder for cpu tensors")
+        path = self.folder / f"t-{uuid.uuid4().hex}.bin"
+        flat = torch.from_file(str(path), shared=True, size=nbytes, dtype=torch.uint8)
+        self._files.append(path)
+        return flat, str(path)
+
+    def alloc(self, spec: dict[str, Any]) -> tuple[torch.Tensor, dict[str, Any]]:
+        """An uninitialised tensor laid out as ``spec`` says, and the spec to map it."""
+        dtype = _dtype(spec)
+        shape, stride, offset = _geometry(spec)
+        numel = _extent(shape, stride, offset)
+        if self.device == "cpu":
+            nbytes = numel * torch.empty((), dtype=dtype).element_size()
+            if nbytes == 0:
+                t = torch.empty(shape, dtype=dtype)
+                return t, {**layout(t), "empty": True}
+            flat, path = self._shm(nbytes)
+            t = flat.view(dtype).as_strided(shape, stride, offset)
+            self._held.append(t)
+            return t, {**layout(t), "offset": offset, "file": path, "nbytes": nbytes}
+        storage = torch.empty(max(numel, 1), dtype=dtype, device=self.device)
+        t = storage.as_strided(shape, stride, offset)
+        return t, self.export(t)
+
+    def export(self, t: torch.Tensor) -> dict[str, Any]:
+        """A spec the other process can map ``t`` from (copied into shared memory on cpu)."""
+        t = t.detach()
+        if t.device.type == "cpu":
+            if self.device != "cpu":
+                raise SpecError(f"output is on the cpu, expected {self.device}")
+            if t.numel() == 0:
+                return {**layout(t), "empty": True}
+            dense = t.contiguous()
+            flat, path = self._shm(dense.numel() * dense.element_size())
+            flat.view(dense.dtype).view(dense.shape).copy_(dense)
+            self._held.append(flat)
+            return {
+                "kind": "tensor",
+                "shape": list(dense.shape),
+                "stride": list(dense.stride()),
+                "dtype": str(dense.dtype),
+                "offset": 0,
+                "file": path,
+                "nbytes": flat.numel(),
+            }
+        if self.device == "cpu":
+            raise SpecError(f"output is on {t.device}, expected the cpu")
+        if t.numel() == 0:
+            return {**layout(t), "empty": True}
+        from torch.multiprocessing.reductions import reduce_tensor
+
+        _, args = reduce_tensor(t)
+        (_, size, stride, offset, _, dtype, device, handle, size_bytes, offset_bytes) = args[:10]
+        (_, ref_handle, ref_offset, event_handle, event_sync) = args[10:15]
+        self._held.append(t)
+        return {
+            "kind": "tensor",
+            "shape": list(size),
+            "stride": list(stride),
+            "offset": int(offset),
+            "dtype": str(dtype),
+            "device": int(device),
+            "handle": _b64(handle),
+            "size_bytes": int(size_bytes),
+            "offset_bytes": int(offset_bytes),
+            "ref_handle": _b64(ref_handle),
+            "ref_offset": int(ref_offset),
+            "event_handle": _b64(event_handle),
+            "event_sync": bool(event_sync),
+        }
+
+    def release(self) -> None:
+        """Drop every shared tensor and its file (the other side has closed them)."""
+        self._held.clear()
+        for path in self._files:
+            with contextlib.suppress(OSError):
+                os.unlink(path)
+        self._files.clear()
+        if self.device != "cpu":
+            torch.cuda.synchronize()
+            torch.cuda.ipc_collect()
+            torch.cuda.empty_cache()
+
+
+def open_spec(spec: dict[str, Any], device: str, folder: str | None) -> torch.Tensor:
+    """Map a tensor another process shared (the trusted side's end of :class:`Arena`).
+
+    Every field is checked before use: the spec comes from an untrusted process. A CPU
+    file must lie in ``folder`` (the evaluation's own shared-memory folder).
+    """
+    dtype = _dtype(spec)
+    shape, stride, offset = _geometry(spec)
+    if spec.get("empty"):
+        if _extent(shape, stride, offset):
+            raise SpecError("an empty spec with elements")
+        return torch.empty(shape, dtype=dtype, device=device)
+    numel = _extent(shape, stride, offset)
+    itemsize = torch.empty((), dtype=dtype).element_size()
+    if device == "cpu":
+        path = spec.get("file")
+        nbytes = spec.get("nbytes")
+        if not isinstance(path, str) or not isinstance(nbytes, int) or folder is None:
+            raise SpecError("cpu spec needs a file and its size")
+        real = Path(os.path.realpath(path))
+        if not real.is_relative_to(os.path.realpath(folder)) or not real.is_file():
+            raise SpecError("shared file outside the evaluation's folder")
+        if numel * itemsize > nbytes or real.stat().st_size < nbytes:
+            raise SpecError("shared file is smaller than the tensor")
+        flat = torch.from_file(str(real), shared=True, size=nbytes, dtype=torch.uint8)
+        return flat[: nbytes - nbytes % itemsize].view(dtype).as_strided(shape, stride, offset)
+    size_bytes, offset_bytes = spec.get("size_bytes"), spec.get("offset_bytes")
+    if not isinstance(size_bytes, int) or not isinstance(offset_bytes, int):
+        raise SpecError("gpu spec needs its storage size")
+    if numel * itemsize > size_bytes:
+        raise SpecError("storage is smaller than the tensor")
+    from torch.multiprocessing.reductions import rebuild_cuda_tensor
+
+    dev = spec.get("device")
+    if not isinstance(dev, int) or dev != torch.cuda.current_device():
+        raise SpecError("tensor is on another device")
+    return rebuild_cuda_tensor(
+        torch.Tensor,
+        torch.Size(shape),
+        tuple(stride),
+        offset,
+        torch.UntypedStorage,
+        dtype,
+        dev,
+        _unb64(spec.get("handle")),
+        size_bytes,
+        offset_bytes,
+        False,
+        _unb64(spec.get("ref_handle")),
+        int(spec.get("ref_offset") or 0),
+        _unb64(spec.get("event_handle")),
+        bool(spec.get("event_sync")),
+    )
+
+
+def shm_root() -> str | None:
+    """A RAM-backed folder for cpu tensors (``/dev/shm``), else None (the temp dir is used)."""
+    root = "/dev/shm"
+    return root if os.path.isdir(root) and os.access(root, os.W_OK) else None

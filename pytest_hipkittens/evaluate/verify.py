@@ -1,0 +1,260 @@
+"""One candidate's evaluation, relayed between its worker and the trusted process.
+
+The parent never touches tensors: it passes memory handles (tensors.py) from the candidate's
+worker to the trusted worker and reads back scalars. The steps, each under the device lock
+(runner.py):
+
+1. **correctness** — the candidate's worker allocates input buffers; per trial the trusted
+   worker writes that seed's inputs into them, the candidate runs one forward and exports
+   its outputs, and the trusted worker compares them with the reference on the device,
+   checks the buffers still hold the inputs (no mutation) and checksums the outputs (a
+   candidate returning the previous call's output for new inputs is caught);
+2. **audit** — who did the work in one forward (audit.py);
+3. **timing** — reference (trusted) and candidate (its worker) take turns in rounds on the
+   same inputs; before each round the buffers are refilled with another trial's inputs and
+   after it the output of the round's last timed call is compared with that trial's
+   reference, so a candidate that does less once it is timed is caught.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Iterator
+from typing import Any
+
+from .config import EvalConfig
+from .reference import Reference
+from .sandbox import WorkerProcess
+from .schema import failure_status
+from .timing import plan, summarize
+
+
+class Verdict(Exception):
+    """Ends a candidate's evaluation: (status, category, message, log)."""
+
+    def __init__(self, status: str, category: str, message: str, log: str = "") -> None:
+        super().__init__(message)
+        self.status, self.category, self.message, self.log = status, category, message, log
+
+
+def _answer(reply: dict[str, Any], what: str = "") -> dict[str, Any]:
+    """A candidate worker's reply, or the Verdict its failure is."""
+    if reply.get("ok"):
+        return reply
+    category = reply.get("category", "runtime_error")
+    message = (what + reply.get("message", "")) if what else reply.get("message", "")
+    if category == "incorrect":
+        raise Verdict("incorrect", "incorrect", message)
+    raise Verdict(failure_status(category), category, message, reply.get("log", ""))
+
+
+@contextlib.contextmanager
+def phase(phases: dict[str, float], name: str) -> Iterator[None]:
+    """Add the seconds spent in the block to ``phases[name]`` (where evaluation time goes)."""
+    t0 = time.monotonic()
+    try:
+        yield
+    finally:
+        phases[name] = round(phases.get(name, 0.0) + time.monotonic() - t0, 3)
+
+
+class Run:
+    """The relay for one candidate against one reference."""
+
+    def __init__(self, ref: Reference, worker: WorkerProcess, cfg: EvalConfig) -> None:
+        self.ref = ref
+        self.worker = worker
+        self.cfg = cfg
+        self.buffers: Any = None
+        self.filled: int | None = None
+        #: most memory each process held (bytes; device memory on GPUs, RSS on the cpu)
+        self.peaks = {"trusted": int(ref.info.get("peak_bytes") or 0), "candidate": 0}
+
+    def _cand(self, timeout: float | None = None, **msg: Any) -> dict[str, Any]:
+        return self.worker.request(timeout or self.cfg.run_timeout, **msg)
+
+    def fill(self, seed: int) -> None:
+        if self.buffers is None:
+            alloc = _answer(self._cand(cmd="alloc", inputs=self.ref.info["inputs"]), "inputs: ")
+            self.buffers = alloc["buffers"]
+        if self.filled == seed:
+            return
+        filled = self.ref.request(self.cfg.run_timeout, cmd="fill", seed=seed, buffers=self.buffers)
+        if not filled.get("ok"):
+            raise Verdict("runtime_error", "runtime_error", filled.get("message", "fill failed"))
+        self.filled = seed
+
+    def _check(self, seed: int, outputs: Any) -> dict[str, Any]:
+        atol, rtol = self.cfg.tolerance
+        try:
+            return self.ref.request(
+                self.cfg.run_timeout, cmd="check", seed=seed, outputs=outputs, atol=atol, rtol=rtol
+            )
+        finally:
+            self._cand(cmd="release")
+
+    def _behaviour(self, forward: dict[str, Any], check: dict[str, Any]) -> None:
+        """Reject what the candidate did besides its outputs (unless the reference does it)."""
+        flags = self.ref.flags
+        if forward.get("threads_left"):
+            names = ", ".join(forward["threads_left"][:3])
+            raise Verdict(
+                "rejected",
+                "rejected",
+                f"forward left threads running after it returned ({names}): work outside "
+                "the timed region",
+            )
+        if check.get("mutated") and not flags["mutates_inputs"]:
+            raise Verdict(
+                "rejected",
+                "rejected",
+                "forward modifies its input tensors (the reference does not)",
+            )
+        aliased = forward.get("aliases_input") or check.get("aliased")
+        if aliased and not flags["aliases_input"]:
+            raise Verdict(
+                "rejected",
+                "rejected",
+                "output shares memory with an input (the reference's does not)",
+            )
+
+    def correctness(self, seeds: list[int], record: dict[str, Any]) -> None:
+        """Every trial's outputs against the reference; error figures into ``record``."""
+        worst_abs = worst_rel = 0.0
+        previous: dict[str, Any] | None = None
+        for i, seed in enumerate(seeds):
+            self.fill(seed)
+            forward = _answer(self._cand(cmd="forward"))
+            check = self._check(seed, forward["outputs"])
+            if not check.get("ok"):
+                raise Verdict("runtime_error", "runtime_error", check.get("message", ""))
+            self.peaks["candidate"] = max(self.peaks["candidate"], forward.get("peak_bytes") or 0)
+            self.peaks["trusted"] = max(self.peaks["trusted"], check.get("peak_bytes") or 0)
+            worst_abs = max(worst_abs, check.get("max_abs_err") or 0.0)
+            worst_rel = max(worst_rel, check.get("max_rel_err") or 0.0)
+            record.update(max_abs_err=worst_abs, max_rel_err=worst_rel)
+            self._behaviour(forward, check)
+            if not check["match"]:
+                record["passed"] = i
+                if (
+                    previous is not None
+                    and check.get("fingerprint") == previous.get("fingerprint")
+                    and check.get("ref_fingerprint") != previous.get("ref_fingerprint")
+                ):
+                    raise Verdict(
+                        "rejected",
+                        "rejected",
+                        f"trial {i + 1}: returned the previous call's output for new "
+                        "inputs (results cached across calls)",
+                    )
+                raise Verdict("incorrect", "incorrect", f"trial {i + 1}: {check['message']}")
+            previous = check
+        record["passed"] = len(seeds)
+
+    def audit(self) -> dict[str, Any]:
+        return _answer(self._cand(cmd="audit", seed=self.filled))
+
+    def profile(self) -> dict[str, Any]:
+        return _answer(self._cand(cmd="profile"))
+
+    def _timed_new(self, seed: int, when: str, **msg: Any) -> dict[str, Any]:
+        """The candidate's timed calls; the last one's output must match the reference."""
+        reply = self._cand(cmd="timed", **msg)
+        if reply.get("ok"):
+            check = self._check(seed, reply["outputs"])
+        elif reply.get("category") == "incorrect":
+            check = {"ok": True, "match": False, "message": reply.get("message")}
+        else:
+            _answer(reply, "timing: ")
+        # An in-place problem's timed calls see inputs changed by the calls before.
+        in_place = self.ref.flags["mutates_inputs"]
+        if not in_place and not (check.get("ok") and check.get("match")):
+            raise Verdict(
+                "rejected",
+                "rejected",
+                f"the output of a timed call was wrong ({when}: {check.get('message')}): "
+                "the candidate computes less once it is timed",
+            )
+        return reply
+
+    def timing(self, seeds: list[int], trials: int) -> dict[str, Any]:
+        """Reference and candidate ms in alternating rounds; each round's last output checked.
+
+        Round ``r`` runs on trial ``seeds[-1 - r]``'s inputs (refilled into the candidate's
+        buffers), so the timed inputs change between rounds in a way the candidate cannot
+        tell from the buffers' addresses.
+        """
+        cfg = self.cfg
+        seed = seeds[-1]
+        self.fill(seed)
+        compile_info: dict[str, Any] = {}
+        timers = ["ref", "new"]
+        if cfg.compile_baseline:
+            done = self.ref.request(cfg.run_timeout * 2, cmd="compile", seed=seed)
+            if done.get("ok"):
+                compile_info["compile_seconds"] = done["seconds"]
+                timers.append("compiled")
+            else:
+                compile_info["compile_error"] = done.get("message")
+        warm = {"warmup": max(1, cfg.warmup), "warmup_s": 0.2}
+        est = []
+        method = None
+        for which in timers:
+            if which == "new":
+                reply = self._timed_new(seed, "warm-up", **warm)
+            else:
+                reply = self.ref.request(
+                    cfg.run_timeout, cmd="timed", which=which, seed=seed, **warm
+                )
+                if not reply.get("ok"):
+                    raise Verdict("runtime_error", "runtime_error", reply.get("message", ""))
+            est.append(reply["est_ms"])
+            method = reply.get("method") or method
+        samples: dict[str, list[float]] = {w: [] for w in timers}
+        for r, count in enumerate(plan(est, trials, cfg.timing_budget_s)):
+            seed = seeds[-1 - r % len(seeds)]
+            self.fill(seed)
+            for which in timers:
+                if which == "new":
+                    reply = self._timed_new(seed, f"round {r + 1}", trials=count)
+                else:
+                    reply = self.ref.request(
+                        cfg.run_timeout, cmd="timed", which=which, seed=seed, trials=count
+                    )
+                    if not reply.get("ok"):
+                        raise Verdict("runtime_error", "runtime_error", reply.get("message", ""))
+                samples[which].extend(reply["ms"])
+        return {
+            "ref_ms": samples["ref"],
+            "new_ms": samples["new"],
+            "compile_ms": samples.get("compiled"),
+            "method": method,
+            **compile_info,
+        }
+
+
+def timing_record(answer: dict[str, Any], work: dict[str, Any]) -> dict[str, Any]:
+    """The result's ``timing`` block from per-trial milliseconds."""
+    ref_s, new_s = summarize(answer["ref_ms"]), summarize(answer["new_ms"])
+    new_ms = new_s["median"]
+    timing = {
+        "ref_ms": ref_s["median"],
+        "new_ms": new_ms,
+        "speedup": ref_s["median"] / new_ms if new_ms > 0 else float("inf"),
+        "trials": len(answer["new_ms"]),
+        "cv": new_s["cv"],
+        "ref_cv": ref_s["cv"],
+        "method": answer.get("method"),
+        "bytes": work.get("bytes"),
+        "flops": work.get("flops"),
+        "gbps": work["bytes"] / new_ms / 1e6 if work.get("bytes") else None,
+        "tflops": work["flops"] / new_ms / 1e9 if work.get("flops") else None,
+    }
+    if answer.get("compile_ms"):
+        compile_ms = summarize(answer["compile_ms"])["median"]
+        timing["compile_ms"] = compile_ms
+        timing["speedup_vs_compile"] = compile_ms / new_ms if new_ms > 0 else float("inf")
+    if answer.get("compile_error"):
+        timing["compile_error"] = answer["compile_error"]
+    return timing
