@@ -51,22 +51,43 @@ def _script(path: Path, module: str) -> Path:
     return path
 
 
+@functools.lru_cache(maxsize=1)
+def torch_version() -> str:
+    """The installed torch's version, read without importing torch (~1 s the parent saves
+    before its workers start)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("torch")
+    except PackageNotFoundError:
+        import torch
+
+        return str(torch.__version__)
+
+
+def torch_dir() -> Path:
+    """Where the torch package lives, without importing it."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("torch")
+    assert spec is not None and spec.origin is not None, "torch is not installed"
+    return Path(spec.origin).parent
+
+
 @functools.lru_cache(maxsize=4)
 def compiler_env(folder: Path, backend: str, cxx: str) -> dict[str, str]:
     """Route host compiles through the PCH and lean-binding-header wrapper (pch.py) and, on
     cuda, nvcc through the split / lean-header wrapper (nvcc.py)."""
-    import torch
-
     from .nvcc import lean_include
     from .pch import lean_main_include
 
-    header = Path(torch.__file__).parent / "include" / "torch" / "extension.h"
+    header = torch_dir() / "include" / "torch" / "extension.h"
     stamp = int(header.stat().st_mtime) if header.exists() else 0
     env = {
         "CXX": str(_script(folder / "bin" / "c++", "pytest_hipkittens.evaluate.pch")),
         "HK_REAL_CXX": shutil.which(cxx) or cxx,
         "HK_PCH_DIR": str(folder),
-        "HK_PCH_TAG": f"{torch.__version__}-{platform.python_version()}-{stamp}",
+        "HK_PCH_TAG": f"{torch_version()}-{platform.python_version()}-{stamp}",
         "HK_LEAN_MAIN": str(lean_main_include(folder / "lean-main")),
     }
     if backend == "cuda":
@@ -87,13 +108,11 @@ def wrapped(cfg: EvalConfig) -> bool:
 def cache_key(code: str, cfg: EvalConfig) -> str:
     """Content address of a build: source, backend flags, compilers, torch, python, and the
     harness's compiler wrappers (or none, with ``--hk-plain-builds``)."""
-    import torch
-
     parts = {
         "code": code_sha256(code),
         "backend": cfg.backend.describe(),
         "env": cfg.backend.env,
-        "torch": str(torch.__version__),
+        "torch": torch_version(),
         "python": platform.python_version(),
         "cxx": compiler_id(os.environ.get("CXX", "c++")),
         "builder": builder_id() if wrapped(cfg) else "plain",

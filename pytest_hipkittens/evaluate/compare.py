@@ -14,8 +14,21 @@ from typing import Any
 #: KernelBench's tolerance table (torchbench-inspired): atol = rtol per precision.
 TOLERANCES = {"fp32": 1e-4, "fp16": 1e-2, "bf16": 1e-2}
 
-#: Elements compared at a time (scratch memory is a few times this many floats).
-CHUNK = 1 << 26
+#: Elements compared at a time (scratch memory is a few times this many floats): large
+#: on a GPU, cache-sized on the CPU, where fresh multi-GB temporaries cost page faults.
+CHUNK = {"cpu": 1 << 21}
+GPU_CHUNK = 1 << 26
+
+
+def _chunk(t: Any) -> int:
+    return CHUNK.get(t.device.type, GPU_CHUNK)
+
+
+def _pieces(*flat: Any) -> Any:
+    """Aligned slices of equally long flat tensors, a chunk at a time."""
+    step = _chunk(flat[0])
+    for i in range(0, flat[0].numel(), step):
+        yield tuple(t[i : i + step] for t in flat)
 
 
 @dataclass
@@ -40,12 +53,14 @@ def _chunk_errors(r: Any, n: Any, atol: float, rtol: float) -> tuple[Any, Any, A
 
     work = torch.float64 if r.dtype in (torch.float64, torch.complex128) else torch.float32
     r, n = r.to(work), n.to(work)
-    diff = (r - n).abs_()
+    diff = torch.sub(r, n).abs_()
     mag = r.abs()
-    close = diff <= mag * rtol + atol  # False wherever either side is NaN or Inf
-    if bool(close.all()):
+    # max(|r - n| - rtol * |r|) <= atol is allclose; a NaN or Inf anywhere makes it NaN/Inf.
+    excess = torch.sub(diff, mag, alpha=rtol).max()
+    if bool(excess <= atol):
         zero = torch.zeros((), dtype=torch.int64, device=r.device)
         return zero, diff.max(), diff.div_(mag.clamp_min_(1e-12)).max(), zero, zero
+    close = diff <= mag * rtol + atol
     r_nan, n_nan = torch.isnan(r), torch.isnan(n)
     finite = torch.isfinite(r) & torch.isfinite(n)
     nan_bad = (r_nan != n_nan).sum()
@@ -63,10 +78,7 @@ def _compare_tensor(r: Any, n: Any, atol: float, rtol: float, where: str) -> Com
         rf, nf = r.reshape(-1), n.reshape(-1)
         if r.dtype.is_complex:
             rf, nf = torch.view_as_real(rf).reshape(-1), torch.view_as_real(nf).reshape(-1)
-        parts = [
-            _chunk_errors(rf[i : i + CHUNK], nf[i : i + CHUNK], atol, rtol)
-            for i in range(0, rf.numel(), CHUNK)
-        ]
+        parts = [_chunk_errors(r_, n_, atol, rtol) for r_, n_ in _pieces(rf, nf)]
         if not parts:
             return Comparison(True)
         bad, abs_err, rel_err, nan_bad, inf_bad = (
@@ -134,26 +146,9 @@ def same_bits(a: Any, b: Any) -> bool:
 
     if a.shape != b.shape or a.dtype != b.dtype:
         return False
-    if a.is_floating_point() or a.is_complex():
-        return bool(((a == b) | (torch.isnan(a) & torch.isnan(b))).all())
-    return torch.equal(a, b)
-
-
-def fingerprint(value: Any) -> list[int]:
-    """An exact checksum per output tensor (the sum of its bits): cheap, on the device.
-
-    Two calls whose outputs have equal fingerprints almost surely returned the same bits;
-    used to catch a candidate that returns a cached output for new inputs.
-    """
-    import torch
-
-    sums = []
-    for t in flatten(value):
-        if not isinstance(t, torch.Tensor) or t.numel() == 0:
-            sums.append(0)
-            continue
-        flat = t.detach().contiguous().reshape(-1)
-        width = {8: torch.int64, 4: torch.int32, 2: torch.int16}.get(flat.element_size())
-        bits = flat.view(width) if width is not None else flat.view(torch.uint8)
-        sums.append(int(bits.sum(dtype=torch.int64)))
-    return sums
+    if not (a.is_floating_point() or a.is_complex()):
+        return torch.equal(a, b)
+    for x, y in _pieces(a.reshape(-1), b.reshape(-1)):
+        if not torch.equal(x, y) and not bool(((x == y) | (torch.isnan(x) & torch.isnan(y))).all()):
+            return False
+    return True

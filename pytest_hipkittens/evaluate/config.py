@@ -60,7 +60,7 @@ class EvalConfig:
     cpu_inputs: bool = False
     #: share of device (or host) memory the trusted process may keep inputs and reference
     #: outputs cached in; beyond it they are recomputed per trial
-    cache_share: float = 0.3
+    cache_share: float = 0.2
 
     @property
     def tolerance(self) -> tuple[float, float]:

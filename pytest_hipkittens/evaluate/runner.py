@@ -31,10 +31,9 @@ from .build import cache_key, compiler_env, wrapped
 from .config import EvalConfig, ReferenceFailed
 from .plausibility import implausible
 from .reference import Reference, reference_key
-from .sandbox import WorkerDied, WorkerProcess, read_log, scrub_env
+from .sandbox import WorkerDied, WorkerProcess, read_log, scrub_env, shm_root
 from .schema import STATUSES, base_result, fail, first_error
 from .static import torch_fallback, uses_library
-from .tensors import shm_root
 from .verify import Run, Verdict, phase, timing_record
 
 __all__ = ["STATUSES", "EvalConfig", "Evaluator", "ReferenceFailed"]
@@ -239,6 +238,7 @@ class Evaluator:
         t0 = time.monotonic()
         try:
             answer = self._load(worker, problem, shm)
+            result["startup"] = {"worker_ready_s": round(time.monotonic() - t0, 3)}
             if answer.get("ok"):
                 answer = worker.request(
                     self.cfg.build_timeout, cmd="build", code=str(code_path), ext_dir=str(ext_dir)
@@ -272,7 +272,11 @@ class Evaluator:
     def _run(self, problem: Problem, cand: _Candidate) -> dict[str, Any]:
         result, worker = cand.result, cand.worker
         assert worker is not None
+        t_wait = time.monotonic()
         ref = self.reference(problem)
+        result.setdefault("startup", {}).update(
+            reference_wait_s=round(time.monotonic() - t_wait, 3), reference_s=ref.seconds
+        )
         seeds = ref.seeds
         result["hardware"] = ref.hardware
         run = Run(ref, worker, self.cfg)

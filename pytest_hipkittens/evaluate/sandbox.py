@@ -39,6 +39,10 @@ SECRET_PATTERNS = (
 )
 
 
+#: print each request's round trip (HK_TRACE=1)
+TRACE = os.environ.get("HK_TRACE") == "1"
+
+
 class WorkerDied(RuntimeError):
     """The worker exited or stopped answering; ``kind`` says which."""
 
@@ -85,6 +89,7 @@ class WorkerProcess:
         cpu_cores: list[int] | None = None,
     ) -> None:
         self.log_path = log_path
+        self.trusted = env.get("HK_ROLE") == "trusted"
         read_fd, write_fd = os.pipe()
         child_env = dict(env)
         child_env["HK_REPLY_FD"] = str(write_fd)
@@ -110,7 +115,25 @@ class WorkerProcess:
         self._buf = b""
 
     def request(self, timeout: float, **msg: Any) -> dict[str, Any]:
-        """Send one command and wait at most ``timeout`` seconds for its answer."""
+        """Send one command and wait at most ``timeout`` seconds for its answer.
+
+        With ``HK_TRACE=1`` each request's round trip is printed to stderr (where
+        evaluation time goes, request by request).
+        """
+        if not TRACE:
+            return self._request(timeout, **msg)
+        t0 = time.monotonic()
+        try:
+            return self._request(timeout, **msg)
+        finally:
+            role = "trusted" if self.trusted else "candidate"
+            print(
+                f"[hk-trace] {role} {msg.get('cmd')} {time.monotonic() - t0:.3f} s",
+                file=sys.stderr,
+                flush=True,
+            )
+
+    def _request(self, timeout: float, **msg: Any) -> dict[str, Any]:
         try:
             assert self.proc.stdin is not None
             self.proc.stdin.write((json.dumps(msg) + "\n").encode())
@@ -201,3 +224,9 @@ def read_log(path: Path, limit: int = 6000) -> str:
         return ""
     text = data.decode("utf-8", "replace")
     return text if len(text) <= limit else "…" + text[-limit:]
+
+
+def shm_root() -> str | None:
+    """A RAM-backed folder for cpu tensors (``/dev/shm``), else None (the temp dir is used)."""
+    root = "/dev/shm"
+    return root if os.path.isdir(root) and os.access(root, os.W_OK) else None

@@ -59,7 +59,7 @@ def first_error(text: str) -> str | None:
 def base_result(code: str | None, cfg: EvalConfig) -> dict[str, Any]:
     import platform
 
-    import torch
+    from .build import torch_version
 
     atol, rtol = cfg.tolerance
     return {
@@ -85,7 +85,7 @@ def base_result(code: str | None, cfg: EvalConfig) -> dict[str, Any]:
         "code_sha256": code_sha256(code) if code else None,
         "versions": {
             "pytest_hipkittens": __version__,
-            "torch": str(torch.__version__),
+            "torch": torch_version(),
             "python": platform.python_version(),
         },
         "build_seconds": None,

@@ -22,7 +22,6 @@ travel inline in the spec.
 from __future__ import annotations
 
 import base64
-import contextlib
 import os
 import uuid
 from pathlib import Path
@@ -164,14 +163,19 @@ class Arena:
         self.device = device
         self.folder = Path(folder) if folder else None
         self._held: list[torch.Tensor] = []
-        self._files: list[Path] = []
+        self._files: list[tuple[torch.Tensor, Path]] = []
+        #: released files by size, mapped already: the next trial's outputs reuse their pages
+        self._spare: dict[int, list[tuple[torch.Tensor, Path]]] = {}
 
     def _shm(self, nbytes: int) -> tuple[torch.Tensor, str]:
         if self.folder is None:
             raise SpecError("no shared-memory folder for cpu tensors")
-        path = self.folder / f"t-{uuid.uuid4().hex}.bin"
-        flat = torch.from_file(str(path), shared=True, size=nbytes, dtype=torch.uint8)
-        self._files.append(path)
+        if self._spare.get(nbytes):
+            flat, path = self._spare[nbytes].pop()
+        else:
+            path = self.folder / f"t-{uuid.uuid4().hex}.bin"
+            flat = torch.from_file(str(path), shared=True, size=nbytes, dtype=torch.uint8)
+        self._files.append((flat, path))
         return flat, str(path)
 
     def alloc(self, spec: dict[str, Any]) -> tuple[torch.Tensor, dict[str, Any]]:
@@ -240,11 +244,10 @@ class Arena:
         }
 
     def release(self) -> None:
-        """Drop every shared tensor and its file (the other side has closed them)."""
+        """Drop every shared tensor (the other side has closed them); keep cpu files for reuse."""
         self._held.clear()
-        for path in self._files:
-            with contextlib.suppress(OSError):
-                os.unlink(path)
+        for flat, path in self._files:
+            self._spare.setdefault(flat.numel(), []).append((flat, path))
         self._files.clear()
         if self.device != "cpu":
             torch.cuda.synchronize()
@@ -305,9 +308,3 @@ def open_spec(spec: dict[str, Any], device: str, folder: str | None) -> torch.Te
         _unb64(spec.get("event_handle")),
         bool(spec.get("event_sync")),
     )
-
-
-def shm_root() -> str | None:
-    """A RAM-backed folder for cpu tensors (``/dev/shm``), else None (the temp dir is used)."""
-    root = "/dev/shm"
-    return root if os.path.isdir(root) and os.access(root, os.W_OK) else None

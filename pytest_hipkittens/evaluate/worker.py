@@ -122,6 +122,8 @@ class Candidate:
         for name in ("Model", "get_inputs", "get_init_inputs"):
             if not hasattr(self.problem, name):
                 return {"ok": False, "category": "bad_problem", "message": f"problem has no {name}"}
+        if self.device != "cpu":
+            torch.empty(1, device=self.device)  # the device context now, not when timed
         return {"ok": True}
 
     def build(self, msg: dict) -> dict:
@@ -174,7 +176,8 @@ class Candidate:
         return {"ok": True, "buffers": describe(self._inputs, lambda t: next(it))}
 
     def _export(self, out: Any) -> Any:
-        self._out_arena = Arena(self.device, self.folder)
+        if self._out_arena is None:
+            self._out_arena = Arena(self.device, self.folder)
         return describe(out, self._out_arena.export)
 
     def forward(self, msg: dict) -> dict:
@@ -212,7 +215,6 @@ class Candidate:
     def release_outputs(self, msg: dict | None = None) -> dict:
         if self._out_arena is not None:
             self._out_arena.release()
-            self._out_arena = None
         return {"ok": True}
 
     def timed(self, msg: dict) -> dict:
