@@ -9,8 +9,10 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from pathlib import Path
 
+from ..evaluate.sandbox import trace
 from . import die
 
 
@@ -107,12 +109,15 @@ def main(argv: list[str] | None = None) -> int:
     )
     evaluator = Evaluator(cfg)
     evaluator.spares_enabled = False  # one candidate: no worker started ahead of need
+    t0 = time.monotonic()
     try:
         result = evaluator.evaluate(problem, code)
     except ReferenceFailed as exc:
         die(str(exc))
     finally:
+        t1 = time.monotonic()
         evaluator.close()
+        trace(f"evaluate {t1 - t0:.3f} s, close {time.monotonic() - t1:.3f} s")
     result["problem"] = problem.key
     text = json.dumps(result, indent=2, default=str)
     print(text)

@@ -16,7 +16,11 @@ from .sandbox import WorkerDied, WorkerProcess, read_log
 
 
 class Reference:
-    """A started trusted worker with the problem's reference run for every seed."""
+    """A trusted worker with this problem loaded and its reference run for every seed.
+
+    The worker process outlives it (the evaluator loads the next problem into it); a
+    failure here closes the worker, since its state is no longer known.
+    """
 
     def __init__(
         self,

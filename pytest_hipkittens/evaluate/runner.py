@@ -91,8 +91,10 @@ class Evaluator:
         #: candidates' shared-memory files (cpu tensors) live under this folder only
         self.shm = tempfile.mkdtemp(prefix="hk-shm-", dir=shm_root())
         self._ref: Reference | None = None
+        self._trusted: WorkerProcess | None = None
         self._ref_lock = threading.Lock()
         self._spares: list[tuple[str, WorkerProcess, Path]] = []
+        self._closer = ThreadPoolExecutor(max_workers=4, thread_name_prefix="hk-close")
         self._spare_lock = threading.Lock()
         #: start workers ahead of need (off for one-shot tools that evaluate a single candidate)
         self.spares_enabled = True
@@ -162,8 +164,10 @@ class Evaluator:
             self._spares.append((key, *self._start(env)))
 
     def prestart(self) -> None:
-        """Start the spare workers now, e.g. while the model is still writing the first
-        candidates, so the first builds do not wait for interpreters."""
+        """Start the trusted process and the spare workers now, e.g. while the model is still
+        writing the first candidates, so nothing waits for interpreters later."""
+        with self._ref_lock:
+            self._trusted_worker()
         env, key = self._spare_env()
         with self._spare_lock:
             self._top_up(env, key)
@@ -192,22 +196,33 @@ class Evaluator:
     def reference(self, problem: Problem) -> Reference:
         """The problem's trusted worker, its reference run for every trial seed.
 
-        One is kept at a time: a new problem's replaces the last one's, freeing the device
-        memory its inputs and outputs held.
+        One trusted process serves the evaluator's whole life (its start-up, seconds with
+        torch imported, is paid once): a new problem is loaded into it, freeing the device
+        memory the last one's inputs and outputs held. One that failed is replaced.
         """
         key = reference_key(problem, self.cfg)
         with self._ref_lock:
             if self._ref is not None and self._ref.key == key and self._ref.alive():
                 return self._ref
             with DEVICE_LOCK:
-                if self._ref is not None:
-                    self._ref.close()
-                    self._ref = None
-                env = self._env(None)
-                env["HK_ROLE"] = "trusted"
-                worker, _ = self._start(env)
-                self._ref = Reference(problem, worker, self.cfg, self.seeds()[1], self.shm)
+                worker = self._trusted_worker()
+                self._ref = None
+                try:
+                    self._ref = Reference(problem, worker, self.cfg, self.seeds()[1], self.shm)
+                except ReferenceFailed:
+                    self._trusted = None  # closed by Reference: start afresh next time
+                    raise
             return self._ref
+
+    def _trusted_worker(self) -> WorkerProcess:
+        """The running trusted process, or a new one."""
+        if self._trusted is None or self._trusted.proc.poll() is not None:
+            if self._trusted is not None:
+                self._trusted.close()
+            env = self._env(None)
+            env["HK_ROLE"] = "trusted"
+            self._trusted, _ = self._start(env)
+        return self._trusted
 
     # -- candidates ------------------------------------------------------------------
     def _build(self, problem: Problem, code: str) -> _Candidate:
@@ -463,7 +478,9 @@ class Evaluator:
         try:
             self._run(problem, cand)
         finally:
-            cand.close()
+            # A worker's exit (its device context torn down) takes a while on a GPU: the
+            # next candidate need not wait for it.
+            self._closer.submit(cand.close)
         return cand.result
 
     def evaluate_many(
@@ -514,15 +531,17 @@ class Evaluator:
         return vendor_profile(self, problem, code, speedup, measured_ms, runs)
 
     def close(self) -> None:
+        """End every worker (in parallel: each exit can take a second on a GPU)."""
         with self._spare_lock:
             self.spares_enabled = False
             for _, worker, _ in self._spares:
-                worker.close()
+                self._closer.submit(worker.close)
             self._spares.clear()
         with self._ref_lock:
-            if self._ref is not None:
-                self._ref.close()
-                self._ref = None
+            if self._trusted is not None:
+                self._closer.submit(self._trusted.close)
+            self._trusted = self._ref = None
+        self._closer.shutdown(wait=True)
         shutil.rmtree(self.shm, ignore_errors=True)
         if self._tmp is not None:
             self._tmp.cleanup()

@@ -43,6 +43,12 @@ SECRET_PATTERNS = (
 TRACE = os.environ.get("HK_TRACE") == "1"
 
 
+def trace(line: str) -> None:
+    """One ``[hk-trace]`` line on stderr when ``HK_TRACE=1``."""
+    if TRACE:
+        print(f"[hk-trace] {line}", file=sys.stderr, flush=True)
+
+
 class WorkerDied(RuntimeError):
     """The worker exited or stopped answering; ``kind`` says which."""
 
@@ -127,11 +133,7 @@ class WorkerProcess:
             return self._request(timeout, **msg)
         finally:
             role = "trusted" if self.trusted else "candidate"
-            print(
-                f"[hk-trace] {role} {msg.get('cmd')} {time.monotonic() - t0:.3f} s",
-                file=sys.stderr,
-                flush=True,
-            )
+            trace(f"{role} {msg.get('cmd')} {time.monotonic() - t0:.3f} s")
 
     def _request(self, timeout: float, **msg: Any) -> dict[str, Any]:
         try:

@@ -19,6 +19,7 @@ code. Per problem it
 
 from __future__ import annotations
 
+import gc
 import os
 import time
 from typing import Any
@@ -66,6 +67,11 @@ class Trusted:
     """Handlers of the trusted process (one problem at a time)."""
 
     def __init__(self) -> None:
+        self._reset()
+        self._timer: Any = None
+
+    def _reset(self) -> None:
+        """Forget the last problem: one trusted process serves a whole session's problems."""
         self.problem: Any = None
         self.model: Any = None
         self.device = "cpu"
@@ -82,13 +88,16 @@ class Trusted:
         #: the candidate's input buffers, mapped by ``fill``
         self._buffers: Any = None
         self._buffer_specs: Any = None
-        self._timer: Any = None
         self._compiled: Any = None
         #: what the reference does to its inputs, found on its first run
         self.flags: dict[str, bool] = {}
 
     # -- data ------------------------------------------------------------------------
     def load(self, msg: dict) -> dict:
+        self._reset()
+        gc.collect()
+        if torch.cuda.is_initialized():
+            torch.cuda.empty_cache()
         self.device = msg.get("device", "cpu")
         self.dtype = DTYPES[msg.get("precision", "fp32")]
         self.cpu_inputs = bool(msg.get("cpu_inputs"))

@@ -365,20 +365,20 @@ def main() -> int:
     apply_limits()
     reply_fd = int(os.environ["HK_REPLY_FD"])
     reply = os.fdopen(reply_fd, "w", buffering=1)
-    from .audit import warm_mode
-
-    # ~1 s of one-time set-up for the audit, paid at start-up (usually ahead of need, see
-    # Evaluator._spawn) instead of while the device is held.
-    warm_mode()
-    # Candidates build through torch's extension loader; importing it (and setuptools under
-    # it, ~0.15 s) here keeps that out of a build-cache hit.
-    import torch.utils.cpp_extension  # noqa: F401
-
     if os.environ.get("HK_ROLE") == "trusted":
         from .trusted import Trusted
 
         handlers = Trusted().handlers()
     else:
+        from .audit import warm_mode
+
+        # ~1 s of one-time set-up for the audit, paid at start-up (usually ahead of need,
+        # see Evaluator._spawn) instead of while the device is held.
+        warm_mode()
+        # Candidates build through torch's extension loader; importing it (and setuptools
+        # under it, ~0.15 s) here keeps that out of a build-cache hit.
+        import torch.utils.cpp_extension  # noqa: F401
+
         handlers = Candidate().handlers()
     for line in sys.stdin:
         msg = json.loads(line)
