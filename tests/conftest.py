@@ -143,6 +143,7 @@ def evaluator(tmp_path: Path):
         allow_torch_ops=True,  # pure-Python stand-ins; tests of that check switch it off
     )
     ev = Evaluator(cfg, tmp_path / "work")
+    ev.spares_enabled = False  # a test evaluates a few candidates: no worker started unused
     yield ev
     ev.close()
 

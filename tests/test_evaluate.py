@@ -139,3 +139,32 @@ def test_log_helpers() -> None:
     assert first_error(log) == "main.cpp:24:65: error: no matching function"
     assert trim_log(log).startswith("c++ -c main.cpp")
     assert trim_log("x" * 10000, 100).startswith("…")
+
+
+def test_candidate_out_of_memory_is_a_status_of_its_own(evaluator: Evaluator, scale) -> None:
+    result = evaluator.evaluate(scale, python_candidate("torch.empty(1 << 45) + x"))
+    assert (result["status"], result["category"]) == ("oom", "oom"), result
+    assert "can't allocate memory" in result["message"]
+
+
+def test_reference_out_of_memory_fails_the_problem_with_the_sizes(
+    evaluator: Evaluator, tmp_path: Path
+) -> None:
+    huge = SCALE_PROBLEM.replace("torch.randn(64, 32)", "torch.randn(1 << 23, 1 << 22)")
+    problem = load_problem_file(write_problem(tmp_path / "kb3", "3_Huge.py", huge))
+    with pytest.raises(ReferenceFailed, match="out of memory running the reference") as info:
+        evaluator.reference(problem)
+    assert info.value.status == "oom" and "bytes" in str(info.value)
+    # The run goes on: the next problem gets a fresh trusted process.
+    scale = load_problem_file(write_problem(tmp_path / "kb4", "4_Scale.py", SCALE_PROBLEM))
+    assert evaluator.evaluate(scale, python_candidate("x * self.factor"))["status"] == "correct"
+
+
+def test_one_trusted_process_serves_problem_after_problem(evaluator: Evaluator, tmp_path) -> None:
+    first = load_problem_file(write_problem(tmp_path / "a", "1_Scale.py", SCALE_PROBLEM))
+    double = SCALE_PROBLEM.replace("return [3.0]", "return [2.0]")
+    second = load_problem_file(write_problem(tmp_path / "b", "2_Double.py", double))
+    pid = evaluator.reference(first).worker.proc.pid
+    assert evaluator.reference(second).worker.proc.pid == pid
+    assert evaluator.evaluate(second, python_candidate("x * 2.0"))["status"] == "correct"
+    assert evaluator.evaluate(first, python_candidate("x * 2.0"))["status"] == "incorrect"

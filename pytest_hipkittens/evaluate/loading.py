@@ -87,7 +87,9 @@ def sync(device: str) -> None:
 def is_oom(exc: BaseException) -> bool:
     """An out-of-memory error of the device or the host allocator."""
     text = str(exc).lower()
-    return isinstance(exc, (torch.cuda.OutOfMemoryError, MemoryError)) or "out of memory" in text
+    return isinstance(exc, (torch.cuda.OutOfMemoryError, MemoryError)) or any(
+        marker in text for marker in ("out of memory", "can't allocate memory")
+    )
 
 
 def peak_bytes(device: str) -> int:

@@ -159,7 +159,10 @@ class Evaluator:
         return env, hashlib.sha256(json.dumps(env, sort_keys=True).encode()).hexdigest()
 
     def _top_up(self, env: dict[str, str], key: str) -> None:
-        want = min(MAX_SPARES, max(1, self.cfg.build_jobs))
+        # One per concurrent build, and at least a few on a big host: a worker takes
+        # seconds to start (~10 s on a GPU host under load) while a problem whose build is
+        # cached takes about two, so a pool of one drains and every problem waits for one.
+        want = min(MAX_SPARES, max(1, self.cfg.build_jobs, (os.cpu_count() or 1) // 4))
         while self.spares_enabled and len(self._spares) < want:
             self._spares.append((key, *self._start(env)))
 
