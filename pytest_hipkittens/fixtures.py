@@ -65,8 +65,10 @@ def hk_solution(
         error = None
         try:
             outcome = solve(hk_session, kb_problem, progress)
-        except (GenerationError, ReferenceFailed) as exc:
+        except GenerationError as exc:
             error = str(exc)
+        except ReferenceFailed as exc:
+            error = f"{exc.status}: {exc}"
         if error is not None:
             pytest.fail(error, pytrace=False)
     request.node.stash[OUTCOME_KEY] = outcome

@@ -1,6 +1,6 @@
 """Command-line and ini options, and the one place that resolves them into Settings.
 
-Convention (STYLE.md): one option group; ``--hk-*`` for the long tail plus the few names
+Convention (the pytest plugins we model this on): one option group; ``--hk-*`` for the long tail plus the few names
 users asked for (``--range``, ``--level``, ``--kernelbench-dir``, ``--backend``, ``--llm``);
 kebab-case flags, explicit ``dest``, CAPS metavars, ``type=`` validators that raise one
 clear line, defaults shown in help. Stable settings are also snake_case ini options;

@@ -1,6 +1,6 @@
 """The results tree: every prompt, response, candidate and result, written atomically.
 
-Layout (DESIGN.md, the seed's)::
+Layout (docs/architecture.md, "File contracts")::
 
     results/
       summary.json  detailed_report.txt  detailed_report.json  batch_run.log

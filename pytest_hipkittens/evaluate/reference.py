@@ -1,8 +1,9 @@
-"""The parent's handle on the trusted process of one problem (see trusted.py).
+"""The parent's handle on the trusted process with one problem loaded (see trusted.py).
 
-Started once per problem and kept while candidates of that problem are evaluated: the
-inputs and reference outputs it holds on the device are made once and reused by every
-candidate, and a candidate's evaluation only relays memory handles through it.
+The process serves the evaluator's problems one after another; while a problem is
+loaded, the inputs and reference outputs it holds on the device are made once and reused by
+every candidate of that problem, and a candidate's evaluation only relays memory handles
+through it.
 """
 
 from __future__ import annotations

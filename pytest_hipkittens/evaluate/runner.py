@@ -2,8 +2,9 @@
 
 The parent side of evaluation (the data flow is in docs/architecture.md). For one problem it
 
-1. starts the problem's trusted worker (reference.py / trusted.py), which makes every
-   trial's inputs on the device and runs the reference, once for all its candidates;
+1. loads the problem into the evaluator's trusted worker (reference.py / trusted.py, one
+   process for all problems), which makes every trial's inputs on the device and runs the
+   reference, once for all the problem's candidates;
 2. builds the candidates of an attempt concurrently, each in its own worker (the
    compiler is the slow part and needs no device);
 3. verifies and times them one at a time under a per-process device lock, relaying memory
@@ -92,6 +93,8 @@ class Evaluator:
         self.shm = tempfile.mkdtemp(prefix="hk-shm-", dir=shm_root())
         self._ref: Reference | None = None
         self._trusted: WorkerProcess | None = None
+        #: a trusted worker that failed while relaying a candidate: replaced before reuse
+        self._bad_trusted: WorkerProcess | None = None
         self._ref_lock = threading.Lock()
         self._spares: list[tuple[str, WorkerProcess, Path]] = []
         self._closer = ThreadPoolExecutor(max_workers=4, thread_name_prefix="hk-close")
@@ -205,7 +208,12 @@ class Evaluator:
         """
         key = reference_key(problem, self.cfg)
         with self._ref_lock:
-            if self._ref is not None and self._ref.key == key and self._ref.alive():
+            if (
+                self._ref is not None
+                and self._ref.key == key
+                and self._ref.alive()
+                and self._ref.worker is not self._bad_trusted
+            ):
                 return self._ref
             with DEVICE_LOCK:
                 worker = self._trusted_worker()
@@ -218,10 +226,12 @@ class Evaluator:
             return self._ref
 
     def _trusted_worker(self) -> WorkerProcess:
-        """The running trusted process, or a new one."""
-        if self._trusted is None or self._trusted.proc.poll() is not None:
+        """The running trusted process, or a new one (for a dead or distrusted one)."""
+        bad = self._trusted is not None and self._trusted is self._bad_trusted
+        if self._trusted is None or bad or self._trusted.proc.poll() is not None:
             if self._trusted is not None:
-                self._trusted.close()
+                self._closer.submit(self._trusted.close)
+            self._bad_trusted = None
             env = self._env(None)
             env["HK_ROLE"] = "trusted"
             self._trusted, _ = self._start(env)
@@ -297,7 +307,7 @@ class Evaluator:
         )
         seeds = ref.seeds
         result["hardware"] = ref.hardware
-        run = Run(ref, worker, self.cfg)
+        run = Run(ref, worker, self.cfg, cand.shm)
         t0 = time.monotonic()
         phases: dict[str, float] = {}
         result["eval_phases"] = phases
@@ -329,7 +339,19 @@ class Evaluator:
         except WorkerDied as exc:
             status = "timeout" if exc.kind == "timeout" else "runtime_error"
             return fail(result, status, status, str(exc), read_log(cand.log))
+        except ReferenceFailed as exc:
+            # The trusted worker died while relaying this candidate's buffers and outputs:
+            # charged to the candidate, and the next one gets a fresh trusted process.
+            run.trusted_suspect = True
+            return fail(
+                result,
+                "runtime_error",
+                "runtime_error",
+                f"the trusted worker failed while evaluating this candidate: {exc}",
+            )
         finally:
+            with DEVICE_LOCK:
+                self._after(run)
             result["memory_gb"] = {k: round(v / 1e9, 2) for k, v in run.peaks.items()}
             result["eval_seconds"] = round(time.monotonic() - t0, 3)
             result["device_seconds"] = round(sum(phases.values()), 3)
@@ -337,6 +359,17 @@ class Evaluator:
         result["category"] = "correct" if speedup >= 1 else "slower"
         result["message"] = f"correct, {speedup:.2f}x vs PyTorch"
         return result
+
+    def _after(self, run: Run) -> None:
+        """Free the trusted side's view of a candidate; a trusted worker it upset is marked
+        for replacement before the next reference is used (under the device lock)."""
+        if not run.trusted_suspect:
+            try:
+                run.release()
+            except ReferenceFailed:
+                run.trusted_suspect = True
+        if run.trusted_suspect:
+            self._bad_trusted = run.ref.worker
 
     def _audit(self, problem: Problem, run: Run, result: dict[str, Any]) -> str | None:
         """Watch one forward (audit.py); the reason to reject it, if any. Records the evidence."""
@@ -483,7 +516,10 @@ class Evaluator:
         finally:
             # A worker's exit (its device context torn down) takes a while on a GPU: the
             # next candidate need not wait for it.
-            self._closer.submit(cand.close)
+            try:
+                self._closer.submit(cand.close)
+            except RuntimeError:  # the evaluator is closing
+                cand.close()
         return cand.result
 
     def evaluate_many(
@@ -505,12 +541,14 @@ class Evaluator:
             return None
         try:
             with DEVICE_LOCK:
-                run = Run(ref, cand.worker, self.cfg)
+                run = Run(ref, cand.worker, self.cfg, cand.shm)
                 try:
                     run.fill(ref.seeds[0])
-                except Verdict as v:
-                    return {"tool": "torch.profiler", "kernels": [], "findings": [v.message]}
-                return self._profile_in(run, speedup)
+                    return self._profile_in(run, speedup)
+                except (Verdict, ReferenceFailed) as exc:
+                    return {"tool": "torch.profiler", "kernels": [], "findings": [str(exc)]}
+                finally:
+                    self._after(run)
         finally:
             cand.close()
 

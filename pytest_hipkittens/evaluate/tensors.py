@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import base64
 import os
+import re
 import uuid
 from pathlib import Path
 from typing import Any
@@ -282,16 +283,27 @@ def open_spec(spec: dict[str, Any], device: str, folder: str | None) -> torch.Te
         flat = torch.from_file(str(real), shared=True, size=nbytes, dtype=torch.uint8)
         return flat[: nbytes - nbytes % itemsize].view(dtype).as_strided(shape, stride, offset)
     size_bytes, offset_bytes = spec.get("size_bytes"), spec.get("offset_bytes")
-    if not isinstance(size_bytes, int) or not isinstance(offset_bytes, int):
-        raise SpecError("gpu spec needs its storage size")
-    if numel * itemsize > size_bytes:
+    ref_offset = spec.get("ref_offset")
+    if not all(isinstance(v, int) for v in (size_bytes, offset_bytes, ref_offset)):
+        raise SpecError("gpu spec needs its storage size and offsets")
+    if offset_bytes < 0 or size_bytes < 0 or numel * itemsize > size_bytes:
         raise SpecError("storage is smaller than the tensor")
+    if not 0 <= ref_offset < REF_COUNTER_SLOTS:
+        raise SpecError("reference-counter offset out of range")
+    ref_handle = _unb64(spec.get("ref_handle"))
+    if ref_handle is None or not REF_COUNTER_NAME.fullmatch(ref_handle):
+        raise SpecError("reference-counter handle is not torch's")
+    handle, event = _unb64(spec.get("handle")), _unb64(spec.get("event_handle"))
+    if handle is None or len(handle) > 512 or len(event or b"") > 512:
+        raise SpecError("bad IPC handle")
+    if event is None and spec.get("event_sync"):
+        raise SpecError("an event to wait for, without its handle")
     from torch.multiprocessing.reductions import rebuild_cuda_tensor
 
     dev = spec.get("device")
     if not isinstance(dev, int) or dev != torch.cuda.current_device():
         raise SpecError("tensor is on another device")
-    return rebuild_cuda_tensor(
+    t = rebuild_cuda_tensor(
         torch.Tensor,
         torch.Size(shape),
         tuple(stride),
@@ -299,12 +311,50 @@ def open_spec(spec: dict[str, Any], device: str, folder: str | None) -> torch.Te
         torch.UntypedStorage,
         dtype,
         dev,
-        _unb64(spec.get("handle")),
+        handle,
         size_bytes,
         offset_bytes,
         False,
-        _unb64(spec.get("ref_handle")),
-        int(spec.get("ref_offset") or 0),
-        _unb64(spec.get("event_handle")),
+        ref_handle,
+        ref_offset,
+        event,
         bool(spec.get("event_sync")),
     )
+    # The handle names an allocation of the exporting process; the offsets are its word.
+    # Check them against the mapping the driver made before anything reads or writes.
+    base = t.untyped_storage().data_ptr() - offset_bytes
+    mapped = allocation_range(base)
+    if mapped is not None and not (
+        mapped[0] <= base and base + offset_bytes + size_bytes <= mapped[0] + mapped[1]
+    ):
+        raise SpecError("the tensor lies outside the memory its handle maps")
+    return t
+
+
+#: torch's IPC reference counters: slots per shared file, and the files' names.
+REF_COUNTER_SLOTS = 10000
+REF_COUNTER_NAME = re.compile(rb"/torch_[A-Za-z0-9_]{1,64}")
+
+
+def allocation_range(ptr: int) -> tuple[int, int] | None:
+    """(base, size) of the device allocation holding ``ptr``, from the driver API.
+
+    ``cuMemGetAddressRange`` (``hipMemGetAddressRange`` on ROCm); None where neither
+    library can be loaded (the caller then relies on the checks it could make).
+    """
+    import ctypes
+
+    base, size = ctypes.c_uint64(0), ctypes.c_size_t(0)
+    for lib, fn in (
+        ("libcuda.so.1", "cuMemGetAddressRange_v2"),
+        ("libamdhip64.so", "hipMemGetAddressRange"),
+    ):
+        try:
+            call = getattr(ctypes.CDLL(lib), fn)
+        except (OSError, AttributeError):
+            continue
+        status = call(ctypes.byref(base), ctypes.byref(size), ctypes.c_uint64(ptr))
+        if status != 0:
+            raise SpecError(f"the driver does not know that address ({fn} returned {status})")
+        return base.value, size.value
+    return None

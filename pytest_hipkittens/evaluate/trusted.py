@@ -12,7 +12,8 @@ code. Per problem it
   device (``check``), returning scalars: error figures, whether the candidate changed its
   input buffers, whether an output aliases an input, and a checksum of each output;
 * times the reference (and ``torch.compile`` of it) with the same timer the candidate's
-  worker uses, so no candidate code can touch the reference's figures;
+  worker uses, in a process no candidate code runs in (the candidate's own figures come
+  from its process; see docs/architecture.md for what checks them);
 * measures what the reference must move and compute (bytes, FLOPs) and which PyTorch ops
   it runs (to recognise a candidate that calls them).
 """
@@ -21,7 +22,9 @@ from __future__ import annotations
 
 import gc
 import os
+import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -88,6 +91,7 @@ class Trusted:
         #: the candidate's input buffers, mapped by ``fill``
         self._buffers: Any = None
         self._buffer_specs: Any = None
+        self._folder: str | None = None
         self._compiled: Any = None
         #: what the reference does to its inputs, found on its first run
         self.flags: dict[str, bool] = {}
@@ -95,6 +99,8 @@ class Trusted:
     # -- data ------------------------------------------------------------------------
     def load(self, msg: dict) -> dict:
         self._reset()
+        if "torch._dynamo" in sys.modules:
+            torch._dynamo.reset()  # the last problem's compiled graphs
         gc.collect()
         if torch.cuda.is_initialized():
             torch.cuda.empty_cache()
@@ -175,8 +181,9 @@ class Trusted:
         inputs, _ = self._entry(msg["seed"])
         if self._buffers is None or msg.get("buffers") != self._buffer_specs:
             try:
+                self._candidate_folder(msg.get("folder"))
                 self._buffers = rebuild(msg["buffers"], self._open)
-            except (SpecError, RuntimeError) as exc:
+            except Exception as exc:  # noqa: BLE001 - whatever the candidate's spec does
                 return {"ok": False, "message": f"its input buffers could not be mapped: {exc}"}
             self._buffer_specs = msg["buffers"]
         mine, theirs = tensors(inputs), tensors(self._buffers)
@@ -189,15 +196,25 @@ class Trusted:
         sync(self.device)
         return {"ok": True}
 
+    def _candidate_folder(self, folder: Any) -> None:
+        """Map cpu files only from the candidate's own folder under the evaluator's."""
+        if self.device != "cpu":
+            return
+        root = os.path.realpath(self.folder or "/nonexistent")
+        if not isinstance(folder, str) or not Path(os.path.realpath(folder)).is_relative_to(root):
+            raise SpecError("the candidate's folder is not under the evaluation's")
+        self._folder = folder
+
     def _open(self, spec: dict) -> torch.Tensor:
-        return open_spec(spec, self.device, self.folder)
+        return open_spec(spec, self.device, self._folder)
 
     def check(self, msg: dict) -> dict:
         """Compare the candidate's outputs for ``seed`` with the reference, on the device."""
         inputs, ref = self._entry(msg["seed"])
         try:
+            self._candidate_folder(msg.get("folder"))
             new = rebuild(msg["outputs"], self._open)
-        except (SpecError, RuntimeError) as exc:
+        except Exception as exc:  # noqa: BLE001 - whatever the candidate's spec does
             return {"ok": True, "match": False, "message": f"outputs could not be mapped: {exc}"}
         tol = (msg["atol"], msg["rtol"])
         cmp = compare_outputs(ref, new, *tol)
@@ -214,21 +231,23 @@ class Trusted:
             "max_rel_err": cmp.max_rel_err,
             "mutated": mutated,
             "aliased": aliased,
-            # A wrong output that matches the previous trial's reference is a cache.
-            "stale": bool(
-                not cmp.ok
-                and msg.get("previous") is not None
-                and compare_outputs(self._entry(msg["previous"])[1], new, *tol).ok
-            ),
+            # A wrong output that matches the previous trial's reference is a cache (looked
+            # at while that reference is still held: never recomputed for this).
+            "stale": bool(not cmp.ok and self._held(msg.get("previous"), new, tol)),
             "peak_bytes": peak_bytes(self.device),
         }
         del new
         sync(self.device)
         return answer
 
+    def _held(self, seed: Any, new: Any, tol: tuple[float, float]) -> bool:
+        if seed in self._cache:
+            return compare_outputs(self._cache[seed][1], new, *tol).ok
+        return False
+
     def release(self, msg: dict) -> dict:
         """Forget the candidate's buffers (its worker is about to free them)."""
-        self._buffers = self._buffer_specs = None
+        self._buffers = self._buffer_specs = self._folder = None
         if self.device != "cpu":
             torch.cuda.synchronize()
             torch.cuda.empty_cache()
@@ -317,7 +336,7 @@ class Trusted:
             hip = getattr(torch.version, "hip", None)
             info["arch"] = props.gcnArchName if hip else f"sm_{props.major}{props.minor}"
             info["cuda"] = torch.version.cuda
-            info["hip"] = getattr(torch.version, "hip", None)
+            info["hip"] = hip
         return {"ok": True, "hardware": info}
 
     def handlers(self) -> dict[str, Any]:

@@ -62,17 +62,35 @@ def phase(phases: dict[str, float], name: str) -> Iterator[None]:
 class Run:
     """The relay for one candidate against one reference."""
 
-    def __init__(self, ref: Reference, worker: WorkerProcess, cfg: EvalConfig) -> None:
+    def __init__(
+        self, ref: Reference, worker: WorkerProcess, cfg: EvalConfig, folder: str | None = None
+    ) -> None:
         self.ref = ref
         self.worker = worker
         self.cfg = cfg
+        #: the candidate's own shared-memory folder (cpu): the trusted side maps nothing else
+        self.folder = folder
+        #: the trusted worker answered an error while relaying this candidate: replace it
+        self.trusted_suspect = False
         self.buffers: Any = None
         self.filled: int | None = None
         #: most memory each process held (bytes; device memory on GPUs, RSS on the cpu)
         self.peaks = {"trusted": int(ref.info.get("peak_bytes") or 0), "candidate": 0}
 
     def _cand(self, timeout: float | None = None, **msg: Any) -> dict[str, Any]:
+        if (
+            msg.get("cmd") in ("forward", "timed", "audit", "profile")
+            and self.ref.flags["mutates_inputs"]
+        ):
+            self.filled = None  # an in-place problem's call changed the buffers: refill
         return self.worker.request(timeout or self.cfg.run_timeout, **msg)
+
+    def _trusted(self, **msg: Any) -> dict[str, Any]:
+        """A relay request to the trusted worker; an error there taints it for later."""
+        reply = self.ref.request(self.cfg.run_timeout, folder=self.folder, **msg)
+        if not reply.get("ok"):
+            self.trusted_suspect = True
+        return reply
 
     def fill(self, seed: int) -> None:
         if self.buffers is None:
@@ -80,7 +98,7 @@ class Run:
             self.buffers = alloc["buffers"]
         if self.filled == seed:
             return
-        filled = self.ref.request(self.cfg.run_timeout, cmd="fill", seed=seed, buffers=self.buffers)
+        filled = self._trusted(cmd="fill", seed=seed, buffers=self.buffers)
         if not filled.get("ok"):
             raise Verdict("runtime_error", "runtime_error", filled.get("message", "fill failed"))
         self.filled = seed
@@ -88,14 +106,8 @@ class Run:
     def _check(self, seed: int, outputs: Any, previous: int | None = None) -> dict[str, Any]:
         atol, rtol = self.cfg.tolerance
         try:
-            return self.ref.request(
-                self.cfg.run_timeout,
-                cmd="check",
-                seed=seed,
-                outputs=outputs,
-                atol=atol,
-                rtol=rtol,
-                previous=previous,
+            return self._trusted(
+                cmd="check", seed=seed, outputs=outputs, atol=atol, rtol=rtol, previous=previous
             )
         finally:
             self._cand(cmd="release")
@@ -151,6 +163,12 @@ class Run:
                     )
                 raise Verdict("incorrect", "incorrect", f"trial {i + 1}: {check['message']}")
         record["passed"] = len(seeds)
+
+    def release(self) -> None:
+        """The trusted side lets go of the candidate's buffers (before its worker exits)."""
+        if self.buffers is not None:
+            self.ref.request(self.cfg.run_timeout, cmd="release")
+            self.buffers = self.filled = None
 
     def audit(self) -> dict[str, Any]:
         return _answer(self._cand(cmd="audit", seed=self.filled))
