@@ -336,6 +336,11 @@ REF_COUNTER_SLOTS = 10000
 REF_COUNTER_NAME = re.compile(rb"/torch_[A-Za-z0-9_]{1,64}")
 
 
+#: Driver results that say nothing about the address (not initialised, no/invalid context,
+#: deinitialised) in CUDA's and HIP's numbering.
+NO_ANSWER = {3, 4, 201, 709, 101}
+
+
 def allocation_range(ptr: int) -> tuple[int, int] | None:
     """(base, size) of the device allocation holding ``ptr``, from the driver API.
 
@@ -354,6 +359,8 @@ def allocation_range(ptr: int) -> tuple[int, int] | None:
         except (OSError, AttributeError):
             continue
         status = call(ctypes.byref(base), ctypes.byref(size), ctypes.c_uint64(ptr))
+        if status in NO_ANSWER:  # no context on this thread, driver not set up: not a verdict
+            return None
         if status != 0:
             raise SpecError(f"the driver does not know that address ({fn} returned {status})")
         return base.value, size.value

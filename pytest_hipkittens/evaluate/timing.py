@@ -1,10 +1,10 @@
 """The timing protocol, shared by reference and candidate so their numbers compare.
 
 The reference is timed in the trusted process and the candidate in its own worker, on
-bit-identical inputs, in alternating rounds (see ``plan``). Each trial is bracketed by device-wide synchronisation; on GPUs a buffer larger than the
-last-level cache is rewritten before every trial so neither side profits from a warm
-cache left by the other. The median is the figure; the coefficient of variation says how
-far to trust it.
+bit-identical inputs, in alternating rounds (see ``plan``). Each trial is bracketed by
+device-wide synchronisation; on GPUs a buffer larger than the last-level cache is
+rewritten before every trial so neither side profits from a warm cache left by the other.
+The median is the figure; the coefficient of variation says how far to trust it.
 """
 
 from __future__ import annotations
