@@ -112,7 +112,8 @@ def test_comparison_in_chunks_finds_errors_in_any_chunk(monkeypatch) -> None:
 
 
 def test_timing_plan_alternates_rounds_within_budget() -> None:
-    assert plan([1.0, 1.0], 100, 10.0) == [25, 25, 25, 25]
+    assert plan([1.0, 1.0], 100, 10.0) == [10] * 10
+    assert plan([1.0, 1.0], 20, 10.0) == [4, 4, 3, 3, 3, 3]  # at least 3 trials a round
     assert sum(plan([100.0, 100.0], 100, 10.0)) == 50  # 10 s / 200 ms a pair
     assert plan([5000.0, 5000.0], 100, 10.0) == [5]  # never fewer than 5 trials
-    assert plan([0.0], 7, 1.0) == [7]
+    assert plan([0.0], 7, 1.0) == [4, 3]

@@ -373,7 +373,7 @@ class Evaluator:
 
     def _audit(self, problem: Problem, run: Run, result: dict[str, Any]) -> str | None:
         """Watch one forward (audit.py); the reason to reject it, if any. Records the evidence."""
-        answer = run.worker.request(self.cfg.run_timeout, cmd="audit")
+        answer = run.audit()
         if not answer.get("ok"):
             if answer.get("category") == "rejected":
                 return answer.get("message")
@@ -447,7 +447,7 @@ class Evaluator:
         from ..profile import findings
 
         try:
-            answer = run.worker.request(self.cfg.run_timeout, cmd="profile")
+            answer = run.profile()
         except WorkerDied as exc:
             return {
                 "tool": "torch.profiler",

@@ -109,15 +109,17 @@ def run_trials(fn: Callable[[], object], timer: Timer, trials: int) -> list[floa
     return out
 
 
-def plan(estimates_ms: list[float], trials: int, budget_s: float, rounds: int = 4) -> list[int]:
+def plan(estimates_ms: list[float], trials: int, budget_s: float, rounds: int = 10) -> list[int]:
     """Trials per round for each side: at most ``trials``, within ``budget_s``, never below 5.
 
     Reference and candidate run in different processes, so they take turns in rounds
-    (ref, new, ref, new, …): drift in clock speed or background load hits both alike.
+    (ref, new, ref, new, …) of at least 3 trials: drift in clock speed or background load
+    (a build compiling beside the timing, on the cpu backend) hits both alike, and a burst
+    that spoils a round or two moves neither median.
     """
     est = sum(estimates_ms)
     if est > 0:
         trials = max(5, min(trials, int(budget_s * 1e3 / est)))
-    rounds = max(1, min(rounds, trials // 5))
+    rounds = max(1, min(rounds, trials // 3))
     base, extra = divmod(trials, rounds)
     return [base + (1 if r < extra else 0) for r in range(rounds)]

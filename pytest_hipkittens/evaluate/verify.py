@@ -12,13 +12,15 @@ worker to the trusted worker and reads back scalars. The steps, each under the d
 2. **audit** — who did the work in one forward (audit.py);
 3. **timing** — reference (trusted) and candidate (its worker) take turns in rounds on the
    same inputs; before each round the buffers are refilled with another trial's inputs and
-   after it the output of the round's last timed call is compared with that trial's
-   reference, so a candidate that does less once it is timed is caught.
+   after the last round and a few others picked at random the output of the round's last
+   timed call is compared with that trial's reference, so a candidate that does less once
+   it is timed is caught.
 """
 
 from __future__ import annotations
 
 import contextlib
+import random
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -28,6 +30,9 @@ from .reference import Reference
 from .sandbox import WorkerProcess
 from .schema import failure_status
 from .timing import plan, summarize
+
+#: Timing rounds whose last output is compared, besides the last round (chosen at random).
+CHECKED_ROUNDS = 3
 
 
 class Verdict(Exception):
@@ -171,14 +176,23 @@ class Run:
             self.buffers = self.filled = None
 
     def audit(self) -> dict[str, Any]:
-        return _answer(self._cand(cmd="audit", seed=self.filled))
+        """The candidate worker's audit of one forward, as it answered (runner decides)."""
+        return self._cand(cmd="audit")
 
     def profile(self) -> dict[str, Any]:
-        return _answer(self._cand(cmd="profile"))
+        """The candidate worker's torch.profiler table, as it answered."""
+        return self._cand(cmd="profile")
 
-    def _timed_new(self, seed: int, when: str, **msg: Any) -> dict[str, Any]:
-        """The candidate's timed calls; the last one's output must match the reference."""
+    def _timed_new(self, seed: int, when: str, checked: bool = True, **msg: Any) -> dict[str, Any]:
+        """The candidate's timed calls; the last one's output must match the reference.
+
+        Every round exports that output; only some are compared (``checked``), chosen at
+        random, so the candidate cannot tell which round it may skip work in.
+        """
         reply = self._cand(cmd="timed", **msg)
+        if reply.get("ok") and not checked:
+            self._cand(cmd="release")
+            return reply
         if reply.get("ok"):
             check = self._check(seed, reply["outputs"])
         elif reply.get("category") == "incorrect":
@@ -197,7 +211,7 @@ class Run:
         return reply
 
     def timing(self, seeds: list[int], trials: int) -> dict[str, Any]:
-        """Reference and candidate ms in alternating rounds; each round's last output checked.
+        """Reference and candidate ms in alternating rounds; rounds' last outputs checked.
 
         Round ``r`` runs on trial ``seeds[-1 - r]``'s inputs (refilled into the candidate's
         buffers), so the timed inputs change between rounds in a way the candidate cannot
@@ -230,12 +244,20 @@ class Run:
             est.append(reply["est_ms"])
             method = reply.get("method") or method
         samples: dict[str, list[float]] = {w: [] for w in timers}
-        for r, count in enumerate(plan(est, trials, cfg.timing_budget_s)):
+        counts = plan(est, trials, cfg.timing_budget_s)
+        pick = random.SystemRandom()
+        checked = {
+            len(counts) - 1,
+            *pick.sample(range(len(counts)), min(CHECKED_ROUNDS, len(counts))),
+        }
+        for r, count in enumerate(counts):
             seed = seeds[-1 - r % len(seeds)]
             self.fill(seed)
             for which in timers:
                 if which == "new":
-                    reply = self._timed_new(seed, f"round {r + 1}", trials=count)
+                    reply = self._timed_new(
+                        seed, f"round {r + 1}", checked=r in checked, trials=count
+                    )
                 else:
                     reply = self.ref.request(
                         cfg.run_timeout, cmd="timed", which=which, seed=seed, trials=count
