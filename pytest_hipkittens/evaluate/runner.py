@@ -144,6 +144,10 @@ class Evaluator:
         started in the background — one per concurrent build — hide it, so a build-cache hit
         costs little more than the candidate's import. Each worker still serves one
         candidate; spares whose environment no longer matches the settings are discarded.
+
+        On the cpu backend the device is the host's cores: a spare starting while a
+        candidate is timed would slow whichever side it overlaps, so spares are topped up
+        after each evaluation (``_refill``) instead of when one is taken.
         """
         env, key = self._spare_env()
         with self._spare_lock:
@@ -154,8 +158,16 @@ class Evaluator:
                 worker.close()
             else:
                 worker, log = self._start(env)
-            self._top_up(env, key)
+            if self.cfg.backend.device != "cpu":
+                self._top_up(env, key)
         return worker, log
+
+    def _refill(self) -> None:
+        """Top the spares up between evaluations (the cpu backend's moment, see _spawn)."""
+        if self.cfg.backend.device == "cpu" and self.spares_enabled:
+            env, key = self._spare_env()
+            with self._spare_lock:
+                self._top_up(env, key)
 
     def _spare_env(self) -> tuple[dict[str, str], str]:
         env = self._env(None)
@@ -513,6 +525,7 @@ class Evaluator:
     def _run_and_close(self, problem: Problem, cand: _Candidate) -> dict[str, Any]:
         try:
             self._run(problem, cand)
+            self._refill()
         finally:
             # A worker's exit (its device context torn down) takes a while on a GPU: the
             # next candidate need not wait for it.
