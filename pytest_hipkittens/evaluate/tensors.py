@@ -253,7 +253,6 @@ class Arena:
         if self.device != "cpu":
             torch.cuda.synchronize()
             torch.cuda.ipc_collect()
-            torch.cuda.empty_cache()
 
 
 def open_spec(spec: dict[str, Any], device: str, folder: str | None) -> torch.Tensor:

@@ -101,7 +101,14 @@ def warm(fn: Callable[[], object], timer: Timer, warmup: int = 3, warmup_s: floa
 
 
 def run_trials(fn: Callable[[], object], timer: Timer, trials: int) -> list[float]:
-    """Milliseconds of ``trials`` calls, each after a cache flush."""
+    """Milliseconds of ``trials`` calls, each after a cache flush.
+
+    One untimed call comes first: a round starts after its inputs were refilled and, on
+    either side, memory may have been handed back to the device between rounds; the first
+    call of a round would pay for that on one side and not the other.
+    """
+    timer.flush()
+    timer.measure(fn)
     out = []
     for _ in range(trials):
         timer.flush()
