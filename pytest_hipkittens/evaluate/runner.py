@@ -22,6 +22,7 @@ import shutil
 import tempfile
 import threading
 import time
+import weakref
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
@@ -91,6 +92,8 @@ class Evaluator:
         self.workdir.mkdir(parents=True, exist_ok=True)
         #: candidates' shared-memory files (cpu tensors) live under this folder only
         self.shm = tempfile.mkdtemp(prefix="hk-shm-", dir=shm_root())
+        # Gone with the evaluator even when nobody calls close() (RAM, not disk).
+        weakref.finalize(self, shutil.rmtree, self.shm, ignore_errors=True)
         self._ref: Reference | None = None
         self._trusted: WorkerProcess | None = None
         #: a trusted worker that failed while relaying a candidate: replaced before reuse
