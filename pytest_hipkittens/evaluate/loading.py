@@ -39,6 +39,17 @@ def import_file(name: str, path: str) -> Any:
     return module
 
 
+def load_problem(msg: dict[str, Any]) -> tuple[Any, str | None]:
+    """A ``load`` command's problem module (threads set first), or the reason it is unusable."""
+    if msg.get("threads"):
+        torch.set_num_threads(int(msg["threads"]))
+    problem = import_file("hk_problem", msg["problem"])
+    for name in ("Model", "get_inputs", "get_init_inputs"):
+        if not hasattr(problem, name):
+            return problem, f"problem has no {name}"
+    return problem, None
+
+
 def cast(x: Any, device: str, dtype: torch.dtype) -> Any:
     """Move a tensor to ``device``; floating tensors to the run's precision."""
     if isinstance(x, torch.Tensor):

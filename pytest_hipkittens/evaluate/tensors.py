@@ -22,6 +22,7 @@ travel inline in the spec.
 from __future__ import annotations
 
 import base64
+import functools
 import os
 import re
 import uuid
@@ -340,6 +341,22 @@ REF_COUNTER_NAME = re.compile(rb"/torch_[A-Za-z0-9_]{1,64}")
 NO_ANSWER = {3, 4, 201, 709, 101}
 
 
+@functools.lru_cache(maxsize=1)
+def _address_range_fn() -> tuple[Any, str] | None:
+    """The driver's address-range query, looked up once per process."""
+    import ctypes
+
+    for lib, fn in (
+        ("libcuda.so.1", "cuMemGetAddressRange_v2"),
+        ("libamdhip64.so", "hipMemGetAddressRange"),
+    ):
+        try:
+            return getattr(ctypes.CDLL(lib), fn), fn
+        except (OSError, AttributeError):
+            continue
+    return None
+
+
 def allocation_range(ptr: int) -> tuple[int, int] | None:
     """(base, size) of the device allocation holding ``ptr``, from the driver API.
 
@@ -348,19 +365,14 @@ def allocation_range(ptr: int) -> tuple[int, int] | None:
     """
     import ctypes
 
+    found = _address_range_fn()
+    if found is None:
+        return None
+    call, fn = found
     base, size = ctypes.c_uint64(0), ctypes.c_size_t(0)
-    for lib, fn in (
-        ("libcuda.so.1", "cuMemGetAddressRange_v2"),
-        ("libamdhip64.so", "hipMemGetAddressRange"),
-    ):
-        try:
-            call = getattr(ctypes.CDLL(lib), fn)
-        except (OSError, AttributeError):
-            continue
-        status = call(ctypes.byref(base), ctypes.byref(size), ctypes.c_uint64(ptr))
-        if status in NO_ANSWER:  # no context on this thread, driver not set up: not a verdict
-            return None
-        if status != 0:
-            raise SpecError(f"the driver does not know that address ({fn} returned {status})")
-        return base.value, size.value
-    return None
+    status = call(ctypes.byref(base), ctypes.byref(size), ctypes.c_uint64(ptr))
+    if status in NO_ANSWER:  # no context on this thread, driver not set up: not a verdict
+        return None
+    if status != 0:
+        raise SpecError(f"the driver does not know that address ({fn} returned {status})")
+    return base.value, size.value

@@ -30,7 +30,7 @@ from typing import Any
 import torch
 
 from .compare import compare_outputs, same_bits
-from .loading import DTYPES, build_model, import_file, make_inputs, peak_bytes, sync
+from .loading import DTYPES, build_model, load_problem, make_inputs, peak_bytes, sync
 from .tensors import SpecError, describe, layout, open_spec, rebuild, tensors
 
 
@@ -110,12 +110,9 @@ class Trusted:
         self.flush_bytes = int(msg.get("flush_bytes") or 0)
         self.folder = msg.get("shm")
         self.init_seed = int(msg["init_seed"])
-        if msg.get("threads"):
-            torch.set_num_threads(int(msg["threads"]))
-        self.problem = import_file("hk_problem", msg["problem"])
-        for name in ("Model", "get_inputs", "get_init_inputs"):
-            if not hasattr(self.problem, name):
-                return {"ok": False, "category": "bad_problem", "message": f"problem has no {name}"}
+        self.problem, bad = load_problem(msg)
+        if bad:
+            return {"ok": False, "category": "bad_problem", "message": bad}
         self.budget = _budget(self.device, float(msg.get("cache_share", 0.2)))
         self.model = build_model(
             self.problem, self.problem.Model, self.init_seed, self.device, self.dtype

@@ -210,6 +210,13 @@ class Run:
             )
         return reply
 
+    def _ref_timed(self, **msg: Any) -> dict[str, Any]:
+        """The reference's (or torch.compile's) warm-up or timed round in the trusted worker."""
+        reply = self._trusted(cmd="timed", **msg)
+        if not reply.get("ok"):
+            raise Verdict("runtime_error", "runtime_error", reply.get("message", ""))
+        return reply
+
     def timing(self, seeds: list[int], trials: int) -> dict[str, Any]:
         """Reference and candidate ms in alternating rounds; rounds' last outputs checked.
 
@@ -236,11 +243,7 @@ class Run:
             if which == "new":
                 reply = self._timed_new(seed, "warm-up", **warm)
             else:
-                reply = self.ref.request(
-                    cfg.run_timeout, cmd="timed", which=which, seed=seed, **warm
-                )
-                if not reply.get("ok"):
-                    raise Verdict("runtime_error", "runtime_error", reply.get("message", ""))
+                reply = self._ref_timed(which=which, seed=seed, **warm)
             est.append(reply["est_ms"])
             method = reply.get("method") or method
         samples: dict[str, list[float]] = {w: [] for w in timers}
@@ -259,11 +262,7 @@ class Run:
                         seed, f"round {r + 1}", checked=r in checked, trials=count
                     )
                 else:
-                    reply = self.ref.request(
-                        cfg.run_timeout, cmd="timed", which=which, seed=seed, trials=count
-                    )
-                    if not reply.get("ok"):
-                        raise Verdict("runtime_error", "runtime_error", reply.get("message", ""))
+                    reply = self._ref_timed(which=which, seed=seed, trials=count)
                 samples[which].extend(reply["ms"])
         return {
             "ref_ms": samples["ref"],

@@ -25,7 +25,16 @@ from typing import Any
 
 import torch
 
-from .loading import DTYPES, build_model, import_file, is_oom, make_inputs, peak_bytes, sync
+from .loading import (
+    DTYPES,
+    build_model,
+    import_file,
+    is_oom,
+    load_problem,
+    make_inputs,
+    peak_bytes,
+    sync,
+)
 from .tensors import Arena, SpecError, describe, rebuild, tensors
 
 # Harness references taken before any candidate code runs.
@@ -116,12 +125,9 @@ class Candidate:
         self.flush_bytes = int(msg.get("flush_bytes") or 0)
         self.init_seed = int(msg.get("init_seed") or 0)
         self.folder = msg.get("shm")
-        if msg.get("threads"):
-            torch.set_num_threads(int(msg["threads"]))
-        self.problem = import_file("hk_problem", msg["problem"])
-        for name in ("Model", "get_inputs", "get_init_inputs"):
-            if not hasattr(self.problem, name):
-                return {"ok": False, "category": "bad_problem", "message": f"problem has no {name}"}
+        self.problem, bad = load_problem(msg)
+        if bad:
+            return {"ok": False, "category": "bad_problem", "message": bad}
         if self.device != "cpu":
             torch.empty(1, device=self.device)  # the device context now, not when timed
         return {"ok": True}
