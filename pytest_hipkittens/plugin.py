@@ -83,9 +83,9 @@ def pytest_xdist_auto_num_workers(config: pytest.Config) -> int | None:
         return None
     count = 0
     if backend.device != "cpu":
-        import torch
+        from .backends.probe import gpu_count
 
-        count = torch.cuda.device_count()
+        count = gpu_count(backend.name)
     return scale.auto_workers(backend.name, count, len(os.sched_getaffinity(0)))
 
 
@@ -96,9 +96,9 @@ def _check_layout(session: HKSession, workers: int) -> None:
         if backend.device == "cpu":
             scale.cpu_slice("gw0", workers)
         else:
-            import torch
+            from .backends.probe import gpu_count
 
-            devices = scale.visible_devices(backend.visible_devices_var, torch.cuda.device_count())
+            devices = scale.visible_devices(backend.visible_devices_var, gpu_count(backend.name))
             scale.device_for("gw0", workers, devices)
     except (scale.ScaleError, RuntimeError) as exc:
         raise pytest.UsageError(str(exc).splitlines()[0]) from None
@@ -144,10 +144,10 @@ class HKPlugin:
             if backend.device == "cpu":
                 node.workerinput["hk_cpu_cores"] = scale.cpu_slice(workerid, workers)
             else:
-                import torch
+                from .backends.probe import gpu_count
 
                 devices = scale.visible_devices(
-                    backend.visible_devices_var, torch.cuda.device_count()
+                    backend.visible_devices_var, gpu_count(backend.name)
                 )
                 node.workerinput["hk_device"] = scale.device_for(workerid, workers, devices)
         except scale.ScaleError as exc:

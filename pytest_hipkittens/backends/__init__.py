@@ -8,7 +8,19 @@ NAMES = ("auto", "cpu", "cuda", "hip")
 
 
 def detect() -> str:
-    """ROCm build → hip, CUDA with a device → cuda, else cpu."""
+    """ROCm build → hip, CUDA with a device → cuda, else cpu.
+
+    A CUDA or CPU build is told apart without importing torch where possible (probe.py).
+    """
+    from .probe import nvidia_capabilities, torch_build
+
+    build = torch_build()
+    if build is not None and not build["hip"]:
+        if build["cuda"] is None:
+            return "cpu"
+        gpus = nvidia_capabilities()
+        if gpus is not None:
+            return "cuda" if gpus else "cpu"
     import torch
 
     if getattr(torch.version, "hip", None) and torch.cuda.is_available():

@@ -11,14 +11,19 @@ from __future__ import annotations
 import os
 
 from .base import Backend, BackendError
+from .probe import nvidia_capabilities, torch_build
+
+
+def sm_name(major: int, minor: int) -> str:
+    """``sm_90a`` for (9, 0): Hopper's and later wgmma/TMA instructions need the suffix."""
+    suffix = "a" if (major, minor) >= (9, 0) else ""
+    return f"sm_{major}{minor}{suffix}"
 
 
 def detect_arch() -> str:
     import torch
 
-    major, minor = torch.cuda.get_device_capability(0)
-    suffix = "a" if (major, minor) >= (9, 0) else ""
-    return f"sm_{major}{minor}{suffix}"
+    return sm_name(*torch.cuda.get_device_capability(0))
 
 
 def arch_list(arch: str) -> str:
@@ -30,14 +35,24 @@ def arch_list(arch: str) -> str:
 
 
 def make(arch: str | None = None) -> Backend:
-    import torch
+    # Without importing torch when its version file and nvidia-smi answer (probe.py).
+    build, gpus = torch_build(), nvidia_capabilities()
+    if build is not None and gpus is not None:
+        if build["cuda"] is None or not gpus:
+            raise BackendError(
+                "--backend cuda: this torch has no usable CUDA device "
+                f"(torch {build['version']}, cuda {build['cuda']}, {len(gpus)} GPUs visible)"
+            )
+        arch = arch or sm_name(*gpus[0])
+    else:
+        import torch
 
-    if torch.version.cuda is None or not torch.cuda.is_available():
-        raise BackendError(
-            "--backend cuda: this torch has no usable CUDA device "
-            f"(torch {torch.__version__}, cuda {torch.version.cuda})"
-        )
-    arch = arch or detect_arch()
+        if torch.version.cuda is None or not torch.cuda.is_available():
+            raise BackendError(
+                "--backend cuda: this torch has no usable CUDA device "
+                f"(torch {torch.__version__}, cuda {torch.version.cuda})"
+            )
+        arch = arch or detect_arch()
     env = {"TORCH_CUDA_ARCH_LIST": arch_list(arch)}
     if os.environ.get("THUNDERKITTENS_ROOT"):
         env["THUNDERKITTENS_ROOT"] = os.environ["THUNDERKITTENS_ROOT"]

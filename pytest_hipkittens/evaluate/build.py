@@ -40,9 +40,15 @@ def builder_id() -> str:
 
 
 def nvcc_path() -> Path:
-    from torch.utils.cpp_extension import CUDA_HOME
-
-    return Path(CUDA_HOME or "/usr/local/cuda") / "bin" / "nvcc"
+    """The nvcc torch's extension builder will use, found the way it finds it (``CUDA_HOME``
+    or ``CUDA_PATH``, else the ``nvcc`` on PATH, else /usr/local/cuda) without importing
+    torch.utils.cpp_extension, which imports torch: 4-5 s of a GPU host's parent process
+    before its first worker could start."""
+    home = os.environ.get("CUDA_HOME") or os.environ.get("CUDA_PATH")
+    if not home:
+        found = shutil.which("nvcc")
+        home = str(Path(found).parent.parent) if found else "/usr/local/cuda"
+    return Path(home) / "bin" / "nvcc"
 
 
 def _script(path: Path, module: str) -> Path:
