@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import textwrap
+
+import pytest
 import torch
 
 from pytest_hipkittens.evaluate.audit import audit_forward, unjoined_work
@@ -73,6 +78,49 @@ def test_audit_counts_compute_ops_but_not_bookkeeping() -> None:
         "aten::relu",
     ]
     assert report["own_calls"] == {} and report["total_ms"] >= report["torch_ms"] >= 0
+
+
+@pytest.mark.parametrize(
+    ("module", "shapes"),
+    [
+        (torch.nn.Linear(64, 32), [(8, 64)]),
+        (torch.nn.Conv2d(3, 16, 3), [(2, 3, 32, 32)]),
+        (torch.nn.ConvTranspose3d(4, 8, 3), [(1, 4, 8, 8, 8)]),
+        (torch.bmm, [(4, 16, 32), (4, 32, 8)]),
+        (torch.relu, [(10,)]),
+    ],
+)
+def test_reference_flops_match_torchs_flop_counter(module, shapes) -> None:
+    from torch.utils.flop_counter import FlopCounterMode
+
+    inputs = [torch.randn(*s) for s in shapes]
+    counter = FlopCounterMode(display=False)
+    with torch.no_grad():
+        with counter:
+            module(*inputs)
+        report = audit_forward(lambda: module(*inputs), "cpu", streams=False, flops=True)
+    assert report["flops"] == counter.get_total_flops()
+
+
+def test_audit_and_kernel_table_do_not_import_the_compiler_stack() -> None:
+    """The op log and the profiler must not import torch._dynamo (1-2 s here, 4-5 s on a
+    GPU host, paid inside the phase that holds the device). A fresh process: this one may
+    have imported it already."""
+    code = textwrap.dedent(
+        """
+        import sys, torch
+        from pytest_hipkittens.evaluate.audit import audit_forward, warm_mode
+        from pytest_hipkittens.profile import profile_torch
+        warm_mode()
+        m = torch.nn.Linear(16, 16); x = torch.randn(4, 16)
+        report = audit_forward(lambda: m(x), "cpu", streams=False, flops=True)
+        assert report["flops"] == 2 * 4 * 16 * 16, report
+        assert profile_torch(lambda: m(x), "cpu", runs=2)
+        assert "torch._dynamo" not in sys.modules
+        """
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
 
 
 def test_library_detection() -> None:

@@ -122,12 +122,31 @@ def _own_roots() -> list[str]:
 
 
 class _OpLog(TorchDispatchMode):
-    """Counts every dispatcher op; times the compute ones (synchronising on GPUs)."""
+    """Counts every dispatcher op; times the compute ones (synchronising on GPUs).
 
-    def __init__(self, sync: Callable[[], None]) -> None:
+    With ``flops`` it also adds up the FLOPs of the ops torch has a formula for (the
+    formulas ``FlopCounterMode`` uses), so the trusted side measures a reference's work and
+    its ops in one watched forward.
+    """
+
+    @classmethod
+    def _should_skip_dynamo(cls) -> bool:
+        # torch wraps a mode's __torch_dispatch__ in torch._disable_dynamo, whose first call
+        # imports torch._dynamo: 1-2 s here, 4-5 s on a busy GPU host, in every worker. This
+        # mode need not be hidden from torch.compile unless a candidate compiles: then
+        # _op_log picks _CompiledSafeOpLog (dynamo is imported by then anyway).
+        return False
+
+    def __init__(self, sync: Callable[[], None], flops: bool = False) -> None:
         super().__init__()
         self.sync = sync
         self.ops: dict[str, dict[str, float]] = {}
+        self.flops = 0
+        self._formulas: dict[Any, Any] | None = None
+        if flops:
+            from torch.utils.flop_counter import flop_registry
+
+            self._formulas = flop_registry
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # noqa: ANN001
         kwargs = kwargs or {}
@@ -147,7 +166,28 @@ class _OpLog(TorchDispatchMode):
         row = self.ops.setdefault(schema, {"calls": 0, "ms": 0.0, "compute": compute})
         row["calls"] += 1
         row["ms"] += elapsed
+        if self._formulas is not None:
+            formula = self._formulas.get(func._overloadpacket)
+            if formula is not None:
+                self.flops += int(formula(*args, **kwargs, out_val=out))
         return out
+
+
+class _CompiledSafeOpLog(_OpLog):
+    """The same log with its dispatch frames hidden from torch.compile (torch's default)."""
+
+    @classmethod
+    def _should_skip_dynamo(cls) -> bool:
+        return True
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # noqa: ANN001
+        return _OpLog.__torch_dispatch__(self, func, types, args, kwargs)
+
+
+def _op_log(sync: Callable[[], None], flops: bool = False) -> _OpLog:
+    """An op log; the compile-safe one once torch._dynamo is loaded (a candidate compiles)."""
+    cls = _CompiledSafeOpLog if "torch._dynamo" in sys.modules else _OpLog
+    return cls(sync, flops)
 
 
 def own_libraries(roots: list[str]) -> dict[str, str]:
@@ -186,17 +226,17 @@ def _compiled_owner(fn: Any, libraries: dict[str, str]) -> str | None:
 
 
 def warm_mode() -> None:
-    """Pay the first Python dispatch mode's one-time set-up (~1 s: it imports torch._dynamo).
-
-    The worker does this when it loads the problem, in the build phase, so the audit in
-    the evaluation phase (which holds the device) does not.
-    """
-    with _OpLog(lambda: None):
+    """Pay the first Python dispatch mode's one-time set-up at start-up, so the audit in
+    the evaluation phase (which holds the device) does not."""
+    with _op_log(lambda: None):
         torch.ones(1) + 1
 
 
-def audit_forward(fn: Callable[[], Any], device: str, streams: bool = True) -> dict[str, Any]:
-    """Run ``fn`` once, watched; return the ops, compiled calls and timings seen."""
+def audit_forward(
+    fn: Callable[[], Any], device: str, streams: bool = True, flops: bool = False
+) -> dict[str, Any]:
+    """Run ``fn`` once, watched; return the ops, compiled calls and timings seen (and its
+    FLOPs with ``flops``)."""
     on_gpu = device != "cpu"
     sync = torch.cuda.synchronize if on_gpu else (lambda: None)
     libraries = own_libraries(_own_roots())
@@ -211,7 +251,7 @@ def audit_forward(fn: Callable[[], Any], device: str, streams: bool = True) -> d
     fn()  # warm-up: lazy initialisation is not the forward's work
     sync()
     warm_mode()
-    log = _OpLog(sync)
+    log = _op_log(sync, flops)
     t0 = time.perf_counter()
     previous = sys.getprofile()
     sys.setprofile(tracer)
@@ -243,6 +283,8 @@ def audit_forward(fn: Callable[[], Any], device: str, streams: bool = True) -> d
         "torch_ms": round(sum(r["ms"] for r in torch_ops), 4),
         "total_ms": round(total_ms, 4),
     }
+    if flops:
+        report["flops"] = log.flops
     if on_gpu and streams:
         report["streams"] = stream_check(fn)
     return report
@@ -250,10 +292,10 @@ def audit_forward(fn: Callable[[], Any], device: str, streams: bool = True) -> d
 
 def stream_check(fn: Callable[[], Any]) -> dict[str, Any]:
     """Kernels of ``fn`` still running on another stream when the harness stream moved on."""
-    from torch.profiler import ProfilerActivity, profile
+    from ..profile import kineto
 
     torch.cuda.synchronize()
-    with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+    with kineto("cuda") as prof:
         fn()
         torch.cuda._sleep(1)  # marker: runs once the harness stream's prior work is done
         torch.cuda.synchronize()

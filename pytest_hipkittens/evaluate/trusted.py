@@ -293,21 +293,18 @@ class Trusted:
     # -- facts -----------------------------------------------------------------------
     def work(self, msg: dict) -> dict:
         """Bytes the reference must move (inputs read + outputs written), its FLOPs and ops."""
-        from torch.utils.flop_counter import FlopCounterMode
-
         from .audit import audit_forward
 
         _, out = self._entry(msg["seed"])
         inputs = self._private(msg["seed"])
-        counter = FlopCounterMode(display=False)
-        with torch.no_grad(), counter:
-            self.model(*inputs)
         with torch.no_grad():
-            report = audit_forward(lambda: self.model(*inputs), self.device, streams=False)
+            report = audit_forward(
+                lambda: self.model(*inputs), self.device, streams=False, flops=True
+            )
         return {
             "ok": True,
             "bytes": _nbytes(inputs) + _nbytes(out),
-            "flops": int(counter.get_total_flops()),
+            "flops": int(report["flops"]),
             "ref_ops": [r["op"] for r in report.get("torch_ops", [])],
         }
 
