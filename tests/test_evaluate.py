@@ -30,6 +30,19 @@ def test_correct_candidate_is_timed(evaluator: Evaluator, scale) -> None:
     assert result["category"] in ("correct", "slower")
     assert result["hardware"]["torch"] and result["backend"] == "cpu"
     assert len(result["code_sha256"]) == 64
+    # Where the candidate's worker spent its start-up, stage by stage, all accounted for.
+    boot = result["startup"]["boot"]
+    assert list(boot) == ["interpreter", "torch", "setup", "idle", "load"]
+    assert all(v >= 0 for v in boot.values()) and boot["torch"] > 0
+
+
+def test_spare_workers_survive_pytests_per_test_variable(evaluator: Evaluator, monkeypatch) -> None:
+    """pytest rewrites PYTEST_CURRENT_TEST for every phase; a worker started for one test
+    must still match the next one's environment (else every spare is thrown away)."""
+    monkeypatch.setenv("PYTEST_CURRENT_TEST", "tests/a.py::one (call)")
+    env, key = evaluator._spare_env()
+    monkeypatch.setenv("PYTEST_CURRENT_TEST", "tests/a.py::two (setup)")
+    assert evaluator._spare_env()[1] == key and "PYTEST_CURRENT_TEST" not in env
 
 
 def test_incorrect_candidate(evaluator: Evaluator, scale) -> None:

@@ -13,7 +13,7 @@ from typing import Any
 
 from ..problems import Problem
 from .config import EvalConfig, ReferenceFailed
-from .sandbox import WorkerDied, WorkerProcess, read_log
+from .sandbox import WorkerDied, WorkerProcess, read_log, trace
 
 
 class Reference:
@@ -55,7 +55,7 @@ class Reference:
 
     def _start(self, shm: str | None) -> None:
         cfg = self.cfg
-        self._ok(
+        loaded = self._ok(
             "load",
             self.worker.request(
                 120,
@@ -71,6 +71,8 @@ class Reference:
                 shm=shm,
             ),
         )
+        if loaded.get("boot"):
+            trace(f"trusted boot {loaded['boot']}")
         self.info = self._ok(
             "run",
             self.worker.request(cfg.run_timeout, cmd="reference", seeds=self.seeds),

@@ -33,7 +33,7 @@ from .build import cache_key, compiler_env, wrapped
 from .config import EvalConfig, ReferenceFailed
 from .plausibility import implausible
 from .reference import Reference, reference_key
-from .sandbox import WorkerDied, WorkerProcess, read_log, scrub_env, shm_root
+from .sandbox import WorkerDied, WorkerProcess, read_log, scrub_env, shm_root, trace
 from .schema import STATUSES, base_result, fail, first_error
 from .static import torch_fallback, uses_library
 from .verify import Run, Verdict, phase, timing_record
@@ -108,6 +108,10 @@ class Evaluator:
     # -- environment -----------------------------------------------------------------
     def _env(self, ext_dir: Path | None) -> dict[str, str]:
         env = scrub_env(os.environ, self.cfg.secret_patterns)
+        # pytest rewrites this one for every test phase: it would make each spare worker's
+        # environment stale (and discarded) by the next problem, and it is not the
+        # candidate's business.
+        env.pop("PYTEST_CURRENT_TEST", None)
         env.update(self.cfg.backend.env)
         env.update(self.cfg.backend.pin_env(self.cfg.device_index))
         env.update(self.cfg.extra_env)
@@ -282,6 +286,9 @@ class Evaluator:
         try:
             answer = self._load(worker, problem, shm)
             result["startup"] = {"worker_ready_s": round(time.monotonic() - t0, 3)}
+            if answer.get("boot"):
+                result["startup"]["boot"] = answer["boot"]
+                trace(f"candidate boot {answer['boot']}")
             if answer.get("ok"):
                 answer = worker.request(
                     self.cfg.build_timeout, cmd="build", code=str(code_path), ext_dir=str(ext_dir)

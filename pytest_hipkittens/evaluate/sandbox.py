@@ -43,10 +43,42 @@ SECRET_PATTERNS = (
 TRACE = os.environ.get("HK_TRACE") == "1"
 
 
+_T0 = time.monotonic()
+
+
 def trace(line: str) -> None:
-    """One ``[hk-trace]`` line on stderr when ``HK_TRACE=1``."""
+    """One ``[hk-trace]`` line on stderr when ``HK_TRACE=1``, stamped with the seconds since
+    this module was imported (``@…``: where the gaps between requests are)."""
     if TRACE:
-        print(f"[hk-trace] {line}", file=sys.stderr, flush=True)
+        print(f"[hk-trace] {line} @{time.monotonic() - _T0:.3f}", file=sys.stderr, flush=True)
+
+
+#: (stage, wall-clock time) marks of this worker's start-up, set in the worker only.
+_BOOT: list[tuple[str, float]] = []
+
+
+def boot_mark(stage: str) -> None:
+    """Mark the end of a worker start-up stage (see boot_report)."""
+    _BOOT.append((stage, time.time()))
+
+
+def boot_report() -> dict[str, float]:
+    """Seconds each start-up stage of this worker took, the first from the parent's spawn.
+
+    Wall-clock times (the parent's ``HK_SPAWNED_AT`` and the worker's own marks) because
+    the two processes share no monotonic origin; where a worker's seconds go before it can
+    serve — interpreter, ``import torch``, set-up, idle, device context — decides whether
+    starting workers ahead of need pays.
+    """
+    try:
+        last = float(os.environ.get("HK_SPAWNED_AT", ""))
+    except ValueError:
+        return {}
+    out = {}
+    for stage, t in _BOOT:
+        out[stage] = round(t - last, 3)
+        last = t
+    return out
 
 
 class WorkerDied(RuntimeError):
@@ -101,6 +133,7 @@ class WorkerProcess:
         child_env["HK_REPLY_FD"] = str(write_fd)
         child_env["PYTHONUNBUFFERED"] = "1"
         child_env["PYTHONDONTWRITEBYTECODE"] = "1"
+        child_env["HK_SPAWNED_AT"] = repr(time.time())
         if memory_bytes:
             child_env["HK_LIMIT_AS"] = str(memory_bytes)
         if cpu_cores:
@@ -192,15 +225,18 @@ class WorkerProcess:
             os.killpg(self.proc.pid, signal.SIGKILL)
 
     def close(self) -> None:
-        if self.proc.poll() is None:
-            try:
-                assert self.proc.stdin is not None
-                self.proc.stdin.write(b'{"cmd": "exit"}\n')
-                self.proc.stdin.flush()
-                self.proc.wait(timeout=10)
-            except (OSError, subprocess.TimeoutExpired):
-                pass
+        """End the worker: SIGKILL to its group, then reap it.
+
+        No graceful exit: the worker holds nothing that must be saved, and an interpreter's
+        finalisation (tensors freed one by one, atexit hooks) before the device context is
+        torn down costs seconds on a GPU for nothing.
+        """
+        t0 = time.monotonic()
         self.kill()
+        if TRACE:
+            trace(
+                f"{'trusted' if self.trusted else 'candidate'} close {time.monotonic() - t0:.3f} s"
+            )
         for f in (self.proc.stdin,):
             try:
                 if f:

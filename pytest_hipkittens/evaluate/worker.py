@@ -23,9 +23,12 @@ import time
 import traceback
 from typing import Any
 
-import torch
+from .sandbox import boot_mark, boot_report
 
-from .loading import (
+boot_mark("interpreter")  # before torch: start-up stages are reported by the first load
+import torch  # noqa: E402
+
+from .loading import (  # noqa: E402
     DTYPES,
     build_model,
     import_file,
@@ -35,7 +38,7 @@ from .loading import (
     peak_bytes,
     sync,
 )
-from .tensors import Arena, SpecError, describe, rebuild, tensors
+from .tensors import Arena, SpecError, describe, rebuild, tensors  # noqa: E402
 
 # Harness references taken before any candidate code runs.
 _perf_counter = time.perf_counter
@@ -368,6 +371,7 @@ def main() -> int:
         return probe(sys.argv[2:])
     from .sandbox import apply_limits
 
+    boot_mark("torch")
     apply_limits()
     reply_fd = int(os.environ["HK_REPLY_FD"])
     reply = os.fdopen(reply_fd, "w", buffering=1)
@@ -386,15 +390,24 @@ def main() -> int:
         import torch.utils.cpp_extension  # noqa: F401
 
         handlers = Candidate().handlers()
+    boot_mark("setup")
+    booting = True
     for line in sys.stdin:
         msg = json.loads(line)
         cmd = msg.get("cmd")
         if cmd == "exit":
             break
+        if booting:
+            boot_mark("idle")
         try:
             answer = handlers[cmd](msg)
         except BaseException as exc:  # noqa: BLE001 - report, keep the protocol alive
             answer = _error_reply(exc)
+        if booting and cmd == "load":
+            # The first load includes the device context: the last start-up stage.
+            boot_mark("load")
+            answer["boot"] = boot_report()
+        booting = False
         reply.write(json.dumps(answer, default=str) + "\n")
         reply.flush()
     return 0
