@@ -146,13 +146,17 @@ def main() -> int:
         except (OSError, ValueError):
             best = {"status": "missing"}
         mem = best.get("memory_gb") or {}
+        startup = best.get("startup") or {}
         rows.append(
             {
                 "problem": folder.name,
                 "status": best.get("status"),
                 "message": (best.get("message") or "")[:80],
                 "wall_s": times.get(folder.name) or gaps.get(folder.name),
-                "ref_s": (best.get("startup") or {}).get("reference_s"),
+                "ref_s": startup.get("reference_s"),
+                # waiting for the candidate's worker to start, then for the trusted one
+                "ready_s": startup.get("worker_ready_s"),
+                "ref_wait_s": startup.get("reference_wait_s"),
                 "eval_s": best.get("eval_seconds"),
                 "device_s": best.get("device_seconds"),
                 "trusted_gb": mem.get("trusted"),
@@ -160,18 +164,33 @@ def main() -> int:
                 "speedup": (best.get("timing") or {}).get("speedup"),
             }
         )
-    fmt = "{:44} {:10} {:>7} {:>7} {:>7} {:>7} {:>7} {:>7}"
-    print(fmt.format("problem", "status", "wall_s", "ref_s", "dev_s", "busy", "trus_GB", "cand_GB"))
+    fmt = "{:40} {:10} {:>6} {:>6} {:>6} {:>6} {:>6} {:>5} {:>6} {:>6}"
+    print(
+        fmt.format(
+            "problem",
+            "status",
+            "wall_s",
+            "ready",
+            "refwt",
+            "ref_s",
+            "dev_s",
+            "busy",
+            "trusGB",
+            "candGB",
+        )
+    )
     for r in rows:
         busy = (r["device_s"] or 0) / r["wall_s"] if r["wall_s"] else None
         print(
             fmt.format(
-                r["problem"][:44],
+                r["problem"][:40],
                 str(r["status"]),
                 *(
                     "-" if v is None else f"{v:.2f}"
                     for v in (
                         r["wall_s"],
+                        r["ready_s"],
+                        r["ref_wait_s"],
                         r["ref_s"],
                         r["device_s"],
                         busy,
