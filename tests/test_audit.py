@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from pytest_hipkittens.evaluate.audit import audit_forward, unjoined_work
-from pytest_hipkittens.evaluate.plausibility import implausible, peaks
+from pytest_hipkittens.evaluate.plausibility import implausible, impossible, peaks
 from pytest_hipkittens.evaluate.static import torch_fallback, uses_library
 
 
@@ -153,3 +153,18 @@ def test_plausibility_limits() -> None:
     reasons = implausible({"speedup": 40.0, "gbps": 5000.0, "tflops": 1.0}, hw, "fp32", 10.0)
     assert len(reasons) == 2 and "above NVIDIA H100 80GB HBM3's peak bandwidth" in reasons[1]
     assert implausible({"speedup": 40.0}, {}, "fp32", 0) == []
+
+
+def test_rates_no_card_can_reach_are_impossible() -> None:
+    hw = {"gpu": "NVIDIA H200"}
+    relu = {"bytes": 12_884_901_888, "gbps": 4214.0}  # real 19_ReLU, a good kernel
+    assert impossible(relu, hw, "fp32", ["aten::relu"]) is None
+    reason = impossible({**relu, "gbps": 9000.0}, hw, "fp32", ["aten::relu"])
+    assert reason and "above NVIDIA H200's peak of 4800 GB/s" in reason
+    # small enough for the caches to hold: fast is not impossible
+    assert impossible({"bytes": 8 << 20, "gbps": 9000.0}, hw, "fp32", ["aten::relu"]) is None
+    # FLOP rates prove something only for matrix products (not Winograd-able convolutions)
+    assert impossible({"tflops": 900.0}, hw, "fp32", ["aten::mm"]) is not None
+    assert impossible({"tflops": 900.0}, hw, "fp32", ["aten::convolution"]) is None
+    assert impossible({"tflops": 900.0}, hw, "bf16", ["aten::mm"]) is None
+    assert impossible({"gbps": 1e6, "bytes": 1 << 40}, {"gpu": "Unknown card"}, "fp32", []) is None

@@ -22,7 +22,7 @@ from pytest_hipkittens.evaluate.tensors import (
     rebuild,
     tensors,
 )
-from pytest_hipkittens.evaluate.timing import plan
+from pytest_hipkittens.evaluate.timing import not_credible, plan
 
 
 @pytest.fixture
@@ -117,3 +117,17 @@ def test_timing_plan_alternates_rounds_within_budget() -> None:
     assert sum(plan([100.0, 100.0], 100, 10.0)) == 50  # 10 s / 200 ms a pair
     assert plan([5000.0, 5000.0], 100, 10.0) == [5]  # never fewer than 5 trials
     assert plan([0.0], 7, 1.0) == [4, 3]
+
+
+def test_reported_times_must_explain_the_rounds_the_parent_saw() -> None:
+    # (parent's wall seconds, reported ms) per round: the reference spends ~2 ms a round
+    # on the relay and the timer besides its 10 x 3 ms.
+    ref = [(0.035, [3.0] * 10)] * 5
+    honest = [(0.048, [4.0] * 10)] * 5
+    assert not_credible(honest, ref) is None
+    hiccup = honest[:4] + [(2.0, [4.0] * 10)]  # one round caught a long pause
+    assert not_credible(hiccup, ref) is None
+    lying = [(0.44, [3.0] * 10)] * 5  # 10 calls of ~40 ms reported as 3 ms each
+    reason = not_credible(lying, ref)
+    assert reason and "407 ms longer than 10 trials of the 3.000 ms" in reason
+    assert not_credible(lying, ref, copy_s=0.5) is None  # within the allowance for copies

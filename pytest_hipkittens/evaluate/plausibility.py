@@ -57,3 +57,36 @@ def implausible(
                 f"{tflops:.1f} TFLOP/s is above {hardware['gpu']}'s peak {flop_peak:.0f} TFLOP/s"
             )
     return reasons
+
+
+#: Bytes a trial must move before its rate is a DRAM rate: above the largest last-level cache
+#: (MI300X's 256 MB Infinity Cache), so written-back lines still in cache cannot explain it.
+MIN_DRAM_BYTES = 1 << 30
+#: Reference ops whose FLOP count no algorithm undercuts in practice (matrix products; a
+#: convolution's may be, by Winograd or FFT, so its FLOP rate proves nothing).
+EXACT_FLOP_OPS = frozenset({"aten::mm", "aten::bmm", "aten::addmm", "aten::baddbmm"})
+#: Margin over the datasheet peak before a rate is impossible rather than fast.
+PEAK_MARGIN = 1.1
+
+
+def impossible(
+    timing: dict[str, Any], hardware: dict[str, Any], precision: str, ref_ops: list[str]
+) -> str | None:
+    """Why a (re-timed) rate cannot be physical on this card, or None.
+
+    Bandwidth counts the bytes the reference must read and write at least; above the
+    card's peak (by ``PEAK_MARGIN``) for a trial large enough that caches cannot hold it,
+    the time is wrong, not the kernel brilliant. Likewise FLOP/s above the dense peak when
+    the reference's work is only matrix products.
+    """
+    peak = peaks(hardware.get("gpu"))
+    if peak is None:
+        return None
+    gbps, tflops = timing.get("gbps"), timing.get("tflops")
+    if gbps and (timing.get("bytes") or 0) >= MIN_DRAM_BYTES and gbps > peak[0] * PEAK_MARGIN:
+        return f"{gbps:.0f} GB/s moved, above {hardware['gpu']}'s peak of {peak[0]:.0f} GB/s"
+    flop_peak = peak[1] if precision == "fp32" else peak[2]
+    exact = bool(ref_ops) and set(ref_ops) <= EXACT_FLOP_OPS
+    if tflops and exact and tflops > flop_peak * PEAK_MARGIN:
+        return f"{tflops:.0f} TFLOP/s, above {hardware['gpu']}'s dense peak of {flop_peak:.0f}"
+    return None

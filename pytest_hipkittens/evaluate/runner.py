@@ -24,14 +24,14 @@ import threading
 import time
 import weakref
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any
 
 from ..problems import Problem, ProblemError, top_level_names
 from .build import cache_key, compiler_env, wrapped
 from .config import EvalConfig, ReferenceFailed
-from .plausibility import implausible
+from .plausibility import implausible, impossible
 from .reference import Reference, reference_key
 from .sandbox import WorkerDied, WorkerProcess, read_log, scrub_env, shm_root, trace
 from .schema import STATUSES, base_result, fail, first_error
@@ -102,6 +102,8 @@ class Evaluator:
         self._spares: list[tuple[str, WorkerProcess, Path]] = []
         self._closer = ThreadPoolExecutor(max_workers=4, thread_name_prefix="hk-close")
         self._spare_lock = threading.Lock()
+        #: closes of evaluated candidates' workers still under way (timing waits for them)
+        self._closing: list[Future[None]] = []
         #: start workers ahead of need (off for one-shot tools that evaluate a single candidate)
         self.spares_enabled = True
 
@@ -341,6 +343,9 @@ class Evaluator:
                     reason = self._audit(problem, run, result)
                 if reason:
                     return fail(result, "rejected", "rejected", reason)
+                # Nothing of the last candidate — its processes, their device memory and
+                # contexts — may still be running while this one is timed.
+                self._wait_closed()
                 with phase(phases, "timing"):
                     answer = run.timing(seeds, self.cfg.timing_trials)
                 result["timing"] = timing_record(answer, ref.work)
@@ -461,6 +466,11 @@ class Evaluator:
         again = timing_record(run.timing(seeds, self.cfg.timing_trials * 3), run.ref.work)
         check["retimed_speedup"] = again["speedup"]
         check["retimed_trials"] = again["trials"]
+        reason = impossible(
+            again, result["hardware"], self.cfg.precision, run.ref.work.get("ref_ops") or []
+        )
+        if reason:
+            raise Verdict("rejected", "rejected", f"timing not credible: {reason}")
 
     def _profile_in(
         self, run: Run, speedup: float | None, measured_ms: float | None = None
@@ -540,10 +550,16 @@ class Evaluator:
             # A worker's exit (its device context torn down) takes a while on a GPU: the
             # next candidate need not wait for it.
             try:
-                self._closer.submit(cand.close)
+                self._closing.append(self._closer.submit(cand.close))
             except RuntimeError:  # the evaluator is closing
                 cand.close()
         return cand.result
+
+    def _wait_closed(self) -> None:
+        """Wait for the workers of earlier candidates to be gone (reaper.py)."""
+        while self._closing:
+            with contextlib.suppress(Exception):  # reported where the close failed
+                self._closing.pop(0).result()
 
     def evaluate_many(
         self, problem: Problem, codes: Sequence[str], on_stage: Stage | None = None

@@ -140,7 +140,9 @@ class WorkerProcess:
             child_env["HK_CPU_CORES"] = ",".join(map(str, cpu_cores))
         self._log = open(log_path, "ab")  # noqa: SIM115 - closed in close()
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "pytest_hipkittens.evaluate.worker"],
+            # The worker runs under its supervisor (reaper.py): whatever it starts ends
+            # with it, even outside its process group.
+            [sys.executable, "-m", "pytest_hipkittens.evaluate.reaper"],
             stdin=subprocess.PIPE,
             stdout=self._log,
             stderr=subprocess.STDOUT,
@@ -212,17 +214,22 @@ class WorkerProcess:
         return WorkerDied("crash", f"worker exited with code {code} mid-request")
 
     def kill(self) -> None:
-        """Kill the worker's whole process group (compiler children included)."""
+        """End the worker and everything it started.
+
+        SIGTERM asks its supervisor (reaper.py) to kill the worker and every descendant,
+        including those that left the process group; it exits once they are reaped. Should
+        it not, the whole group is killed.
+        """
         if self.proc.poll() is None:
-            try:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
-                self.proc.kill()
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            self.proc.wait(timeout=10)
-        # Stragglers the candidate left in the group.
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(self.proc.pid, signal.SIGTERM)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.proc.wait(timeout=15)
+        # Stragglers left in the group (a supervisor that did not finish).
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.proc.pid, signal.SIGKILL)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.proc.wait(timeout=10)
 
     def close(self) -> None:
         """End the worker: SIGKILL to its group, then reap it.

@@ -130,3 +130,40 @@ def plan(estimates_ms: list[float], trials: int, budget_s: float, rounds: int = 
     rounds = max(1, min(rounds, trials // 3))
     base, extra = divmod(trials, rounds)
     return [base + (1 if r < extra else 0) for r in range(rounds)]
+
+
+def unaccounted_s(wall_s: float, ms: list[float]) -> float:
+    """Seconds of a timed round, by the parent's clock, that its reported trials leave
+    unexplained (a round is one untimed settle call and ``len(ms)`` timed ones)."""
+    return wall_s - (len(ms) + 1) * statistics.median(ms) / 1e3
+
+
+def not_credible(
+    new: list[tuple[float, list[float]]],
+    ref: list[tuple[float, list[float]]],
+    copy_s: float = 0.0,
+) -> str | None:
+    """Why the candidate's reported times cannot be what its rounds took, or None.
+
+    The candidate's trials are timed in its own process, where its code can replace any
+    function or method the timer uses. The parent's clock around each round (``(wall_s,
+    trial ms)`` per round) is out of its reach: a round must be explained by its reported
+    trials plus the harness's own overhead, which the reference's rounds (same timer code,
+    same relay, in the trusted process) measure. ``copy_s`` allows for per-round copies
+    only the candidate side makes (the cpu backend's private inputs and exported output).
+    Medians over rounds, so one scheduling hiccup convicts no one.
+    """
+    if not new or not ref:
+        return None
+    overhead = max(0.0, statistics.median(unaccounted_s(w, ms) for w, ms in ref))
+    allowance = 2 * overhead + copy_s + 0.05
+    gap = statistics.median(unaccounted_s(w, ms) for w, ms in new)
+    if gap <= allowance:
+        return None
+    trials = statistics.median(len(ms) for _, ms in new)
+    reported = statistics.median(statistics.median(ms) for _, ms in new)
+    return (
+        f"its timed rounds took {gap * 1e3:.0f} ms longer than {trials:g} trials of the "
+        f"{reported:.3f} ms it reported can explain (harness overhead, from the reference's "
+        f"rounds: {overhead * 1e3:.1f} ms): the times it reported are not what the calls took"
+    )

@@ -29,7 +29,7 @@ from .config import EvalConfig
 from .reference import Reference
 from .sandbox import WorkerProcess
 from .schema import failure_status
-from .timing import plan, summarize
+from .timing import not_credible, plan, summarize
 
 #: Timing rounds whose last output is compared, besides the last round (chosen at random).
 CHECKED_ROUNDS = 3
@@ -81,6 +81,8 @@ class Run:
         self.filled: int | None = None
         #: most memory each process held (bytes; device memory on GPUs, RSS on the cpu)
         self.peaks = {"trusted": int(ref.info.get("peak_bytes") or 0), "candidate": 0}
+        #: (parent's wall seconds, reported trial ms) of each timed round, per side
+        self.rounds: dict[str, list[tuple[float, list[float]]]] = {"ref": [], "new": []}
 
     def _cand(self, timeout: float | None = None, **msg: Any) -> dict[str, Any]:
         if (
@@ -189,7 +191,10 @@ class Run:
         Every round exports that output; only some are compared (``checked``), chosen at
         random, so the candidate cannot tell which round it may skip work in.
         """
+        t0 = time.monotonic()
         reply = self._cand(cmd="timed", **msg)
+        if reply.get("ok") and reply.get("ms"):
+            self.rounds["new"].append((time.monotonic() - t0, reply["ms"]))
         if reply.get("ok") and not checked:
             self._cand(cmd="release")
             return reply
@@ -212,10 +217,24 @@ class Run:
 
     def _ref_timed(self, **msg: Any) -> dict[str, Any]:
         """The reference's (or torch.compile's) warm-up or timed round in the trusted worker."""
+        t0 = time.monotonic()
         reply = self._trusted(cmd="timed", **msg)
         if not reply.get("ok"):
             raise Verdict("runtime_error", "runtime_error", reply.get("message", ""))
+        if msg.get("which") == "ref" and reply.get("ms"):
+            self.rounds["ref"].append((time.monotonic() - t0, reply["ms"]))
         return reply
+
+    def _credible(self) -> None:
+        """Reject reported times the parent's clock contradicts (timing.not_credible)."""
+        copy_s = 0.0
+        if self.cfg.backend.device == "cpu":
+            # The cpu worker copies its inputs to private memory and its last output to
+            # shared memory in every round; allowed for at a slow 1 GB/s.
+            copy_s = (self.ref.work.get("bytes") or 0) / 1e9
+        reason = not_credible(self.rounds["new"], self.rounds["ref"], copy_s)
+        if reason:
+            raise Verdict("rejected", "rejected", f"timing not credible: {reason}")
 
     def timing(self, seeds: list[int], trials: int) -> dict[str, Any]:
         """Reference and candidate ms in alternating rounds; rounds' last outputs checked.
@@ -264,6 +283,7 @@ class Run:
                 else:
                     reply = self._ref_timed(which=which, seed=seed, trials=count)
                 samples[which].extend(reply["ms"])
+        self._credible()
         return {
             "ref_ms": samples["ref"],
             "new_ms": samples["new"],
