@@ -329,6 +329,13 @@ OPTIONS: list[tuple[str, dict[str, Any], str | None, str | None, str]] = [
         "cast reference, candidate and inputs like KernelBench's precision option; tolerance 1e-4 fp32, 1e-2 fp16/bf16 (default: fp32)",
     ),
     (
+        "--hk-isolation",
+        {"dest": "hk_isolation", "choices": ("auto", "required", "off")},
+        "string",
+        "HK_ISOLATION",
+        "workers see a read-only filesystem but their scratch folders (Linux namespaces): auto uses it where the host allows, required refuses to run without it, off never tries (default: auto)",
+    ),
+    (
         "--hk-cpu-inputs",
         {"dest": "hk_cpu_inputs", "action": "store_true"},
         "bool",
@@ -457,6 +464,17 @@ def resolve_settings(config: pytest.Config) -> Settings:
     prompt_file = config.getoption("hk_prompt", None)
     if prompt_file and not Path(prompt_file).is_file():
         raise pytest.UsageError(f"--hk-prompt: {prompt_file} not found")
+    isolation = _or(_get(config, "hk_isolation"), d.isolation)
+    if isolation not in ("auto", "required", "off"):
+        raise pytest.UsageError(f"--hk-isolation: {isolation!r} is not auto, required or off")
+    if isolation == "required":
+        from .evaluate import isolation as iso
+
+        reason = iso.unavailable()
+        if reason:
+            raise pytest.UsageError(
+                f"--hk-isolation required: workers cannot be isolated on this host ({reason})"
+            )
     results = Path(_get(config, "hk_results") or "results")
     if not results.is_absolute():
         results = Path(config.invocation_params.dir) / results
@@ -500,6 +518,7 @@ def resolve_settings(config: pytest.Config) -> Settings:
         max_speedup=_or(_get(config, "hk_max_speedup", _speedup), d.max_speedup),
         compile_baseline=_flag(config, "hk_compile_baseline"),
         cpu_inputs=_flag(config, "hk_cpu_inputs"),
+        isolation=isolation,
         fast_builds=not _flag(config, "hk_plain_builds"),
         secret_env=tuple(
             config.getoption("hk_secret_env", None) or config.getini("hk_secret_env") or ()

@@ -68,6 +68,7 @@ class Settings:
     max_speedup: float = 10.0
     compile_baseline: bool = False
     cpu_inputs: bool = False
+    isolation: str = "auto"
     fast_builds: bool = True
     #: extra secret-variable patterns, on top of the sandbox's defaults
     secret_env: tuple[str, ...] = ()
@@ -137,6 +138,7 @@ class HKSession:
             max_speedup=s.max_speedup,
             compile_baseline=s.compile_baseline,
             cpu_inputs=s.cpu_inputs,
+            isolation=s.isolation,
             fast_builds=s.fast_builds,
             secret_patterns=SECRET_PATTERNS + s.secret_env,
         )

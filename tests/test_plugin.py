@@ -129,6 +129,23 @@ def test_bad_input_is_one_clear_line(kb: pytest.Pytester, args: list[str], needl
     assert "Traceback" not in result.stderr.str() + result.stdout.str()
 
 
+def test_isolation_setting_is_checked(kb: pytest.Pytester, monkeypatch) -> None:
+    from pytest_hipkittens.evaluate import isolation
+
+    result = kb.runpytest("--hk-isolation", "sometimes")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*--hk-isolation: invalid choice: 'sometimes'*"])
+    monkeypatch.setattr(isolation, "unavailable", lambda: "unshare(user, mount): EPERM")
+    result = kb.runpytest("--hk-isolation", "required", "--range", "1")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(
+        ["ERROR: --hk-isolation required: workers cannot be isolated on this host (unshare*"]
+    )
+    monkeypatch.setenv("HK_ISOLATION", "maybe")
+    result = kb.runpytest("--range", "1")
+    result.stderr.fnmatch_lines(["ERROR: --hk-isolation: 'maybe' is not auto, required or off"])
+
+
 def test_malformed_problem_file_is_a_usage_error(kb: pytest.Pytester, tmp_path: Path) -> None:
     root = tmp_path / "bad"
     write_problem(root, "1_Fine.py", SCALE_PROBLEM)

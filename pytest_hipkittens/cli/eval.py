@@ -64,6 +64,12 @@ def main(argv: list[str] | None = None) -> int:
         "--compile-baseline", action="store_true", help="also time torch.compile's reference"
     )
     parser.add_argument(
+        "--isolation",
+        choices=("auto", "required", "off"),
+        default="auto",
+        help="read-only filesystem for the workers but their scratch folders (default: auto)",
+    )
+    parser.add_argument(
         "--cpu-inputs",
         action="store_true",
         help="draw inputs on the CPU generator (KernelBench's exact values; slower)",
@@ -106,7 +112,14 @@ def main(argv: list[str] | None = None) -> int:
         max_speedup=args.max_speedup,
         compile_baseline=args.compile_baseline,
         cpu_inputs=args.cpu_inputs,
+        isolation=args.isolation,
     )
+    if args.isolation == "required":
+        from ..evaluate.isolation import unavailable
+
+        reason = unavailable()
+        if reason:
+            die(f"--isolation required: workers cannot be isolated on this host ({reason})")
     evaluator = Evaluator(cfg)
     evaluator.spares_enabled = False  # one candidate: no worker started ahead of need
     t0 = time.monotonic()

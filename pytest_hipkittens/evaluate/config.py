@@ -58,6 +58,8 @@ class EvalConfig:
     secret_patterns: tuple[str, ...] = SECRET_PATTERNS
     #: draw inputs on the CPU generator and move them (exact KernelBench parity; slower)
     cpu_inputs: bool = False
+    #: workers' filesystem read-only but their scratch folders: auto | required | off
+    isolation: str = "auto"
     #: share of device (or host) memory the trusted process may keep inputs and reference
     #: outputs cached in; beyond it they are recomputed per trial
     cache_share: float = 0.2

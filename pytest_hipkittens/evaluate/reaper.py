@@ -108,7 +108,29 @@ def supervise(worker: int) -> int:
     return status
 
 
+def _isolate() -> None:
+    """Enter the read-only filesystem (isolation.py) when asked; say how it went in
+    ``HK_ISOLATION`` for the worker to report."""
+    mode = os.environ.pop("HK_ISOLATE", "off")
+    writable = [p for p in os.environ.pop("HK_WRITABLE", "").split(os.pathsep) if p]
+    if mode == "off":
+        os.environ["HK_ISOLATION"] = "none (off)"
+        return
+    from .isolation import IsolationError, isolate
+
+    try:
+        isolate(writable)
+    except IsolationError as exc:
+        if mode == "required":
+            print(f"[hk] isolation required but unavailable: {exc}", file=sys.stderr)
+            os._exit(3)
+        os.environ["HK_ISOLATION"] = f"none ({exc})"
+        return
+    os.environ["HK_ISOLATION"] = "read-only"
+
+
 def main() -> None:
+    _isolate()  # before the fork and before any thread: the worker inherits it
     _subreaper()  # without it (not Linux), orphans escape as they would anyway
     worker = os.fork()
     if worker == 0:

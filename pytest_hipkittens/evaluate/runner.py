@@ -125,6 +125,15 @@ class Evaluator:
             env["OMP_NUM_THREADS"] = str(self.cfg.threads)
         if ext_dir is not None:
             env["TORCH_EXTENSIONS_DIR"] = str(ext_dir)
+        if self.cfg.isolation != "off":
+            # Caches that default to the home folder, read-only to an isolated worker.
+            for var, sub in (
+                ("TRITON_CACHE_DIR", "triton"),
+                ("CUDA_CACHE_PATH", "cuda-jit"),
+                ("MIOPEN_USER_DB_PATH", "miopen"),
+                ("MIOPEN_CUSTOM_CACHE_DIR", "miopen"),
+            ):
+                env.setdefault(var, str(self.cfg.build_cache / sub))
         if wrapped(self.cfg):
             env.update(
                 compiler_env(
@@ -136,12 +145,17 @@ class Evaluator:
     def _start(self, env: dict[str, str]) -> tuple[WorkerProcess, Path]:
         run_dir = Path(tempfile.mkdtemp(prefix="worker-", dir=self.workdir))
         log = run_dir / "worker.log"
+        self.cfg.build_cache.mkdir(parents=True, exist_ok=True)
         worker = WorkerProcess(
             log,
             env,
             memory_bytes=self.cfg.memory_bytes,
             cwd=run_dir,
             cpu_cores=self.cfg.cpu_cores,
+            isolation=self.cfg.isolation,
+            # its own folder, the build cache (builds, precompiled headers) and the
+            # shared-memory folder of this evaluator's tensors
+            writable=(self.cfg.build_cache, self.shm),
         )
         return worker, log
 
@@ -288,6 +302,8 @@ class Evaluator:
         try:
             answer = self._load(worker, problem, shm)
             result["startup"] = {"worker_ready_s": round(time.monotonic() - t0, 3)}
+            if answer.get("isolation"):
+                result["isolation"] = answer["isolation"]
             if answer.get("boot"):
                 result["startup"]["boot"] = answer["boot"]
                 trace(f"candidate boot {answer['boot']}")

@@ -114,6 +114,21 @@ def apply_limits() -> None:
         os.sched_setaffinity(0, [int(c) for c in cores.split(",")])
 
 
+def undumpable() -> None:
+    """Close this process to other processes of its user: no ptrace, no reading of its
+    ``/proc/<pid>/mem`` or ``environ`` (``PR_SET_DUMPABLE`` 0).
+
+    The trusted worker holds the reference outputs (in host memory on the cpu backend);
+    a candidate of the same user could otherwise read them from there. Only a process with
+    CAP_SYS_PTRACE over this one still can — not a candidate in an isolated worker
+    (isolation.py), whose user namespace holds no capability here.
+    """
+    import ctypes
+
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(4, 0, 0, 0, 0)  # PR_SET_DUMPABLE
+
+
 class WorkerProcess:
     """One worker process; use as a context manager so it is always reaped."""
 
@@ -125,6 +140,8 @@ class WorkerProcess:
         memory_bytes: int | None = None,
         cwd: Path | None = None,
         cpu_cores: list[int] | None = None,
+        isolation: str = "off",
+        writable: Iterable[Path | str] = (),
     ) -> None:
         self.log_path = log_path
         self.trusted = env.get("HK_ROLE") == "trusted"
@@ -138,6 +155,15 @@ class WorkerProcess:
             child_env["HK_LIMIT_AS"] = str(memory_bytes)
         if cpu_cores:
             child_env["HK_CPU_CORES"] = ",".join(map(str, cpu_cores))
+        if isolation != "off":
+            # The supervisor (reaper.py) makes everything but these folders read-only
+            # (isolation.py); temporary files go to the worker's own folder.
+            child_env["HK_ISOLATE"] = isolation
+            child_env["HK_WRITABLE"] = os.pathsep.join(
+                str(p) for p in (cwd, *writable) if p is not None
+            )
+            if cwd is not None:
+                child_env["TMPDIR"] = str(cwd)
         self._log = open(log_path, "ab")  # noqa: SIM115 - closed in close()
         self.proc = subprocess.Popen(
             # The worker runs under its supervisor (reaper.py): whatever it starts ends

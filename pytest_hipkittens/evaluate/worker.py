@@ -376,8 +376,10 @@ def main() -> int:
     reply_fd = int(os.environ["HK_REPLY_FD"])
     reply = os.fdopen(reply_fd, "w", buffering=1)
     if os.environ.get("HK_ROLE") == "trusted":
+        from .sandbox import undumpable
         from .trusted import Trusted
 
+        undumpable()
         handlers = Trusted().handlers()
     else:
         from .audit import warm_mode
@@ -407,6 +409,7 @@ def main() -> int:
             # The first load includes the device context: the last start-up stage.
             boot_mark("load")
             answer["boot"] = boot_report()
+            answer["isolation"] = os.environ.get("HK_ISOLATION", "none")
         booting = False
         reply.write(json.dumps(answer, default=str) + "\n")
         reply.flush()

@@ -1,0 +1,67 @@
+"""The workers' read-only filesystem (evaluate/isolation.py), in a child process."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+from pytest_hipkittens.evaluate.isolation import unavailable
+
+PROBE = textwrap.dedent(
+    """
+    import json, os, subprocess, sys
+    from pytest_hipkittens.evaluate.isolation import IsolationError, isolate
+    scratch, outside = sys.argv[1], sys.argv[2]
+    os.chdir(scratch)
+    try:
+        isolate([scratch])
+    except IsolationError as exc:
+        print(json.dumps({"error": str(exc)})); sys.exit()
+    def writes(path):
+        try:
+            with open(path, "w"):
+                pass
+            return True
+        except OSError:
+            return False
+    remount = subprocess.run(["mount", "-o", "remount,rw", "/"], capture_output=True)
+    print(json.dumps({
+        "relative": writes("in-scratch.txt"),
+        "absolute": writes(os.path.join(scratch, "abs.txt")),
+        "outside": writes(os.path.join(outside, "x.txt")),
+        "remount": remount.returncode,
+        "uid": os.geteuid(),
+    }))
+    """
+)
+
+
+def test_only_the_scratch_folder_is_writable(tmp_path: Path) -> None:
+    import json
+    import os
+
+    scratch, outside = tmp_path / "scratch", tmp_path / "outside"
+    scratch.mkdir()
+    outside.mkdir()
+    done = subprocess.run(
+        [sys.executable, "-c", PROBE, str(scratch), str(outside)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    seen = json.loads(done.stdout.strip().splitlines()[-1])
+    reason = unavailable()
+    if reason is not None:  # a host without namespaces: refused, with the reason
+        assert seen == {"error": reason}
+        return
+    assert seen == {
+        "relative": True,  # the working directory is re-entered through the bind
+        "absolute": True,
+        "outside": False,
+        "remount": seen["remount"],
+        "uid": os.geteuid(),  # files keep their owner
+    }
+    assert seen["remount"] != 0  # the nested namespace locks the read-only mounts
+    assert not (outside / "x.txt").exists() and (scratch / "in-scratch.txt").exists()
