@@ -16,7 +16,7 @@ PROBE = textwrap.dedent(
     scratch, outside = sys.argv[1], sys.argv[2]
     os.chdir(scratch)
     try:
-        isolate([scratch])
+        left = isolate([scratch])
     except IsolationError as exc:
         print(json.dumps({"error": str(exc)})); sys.exit()
     def writes(path):
@@ -27,7 +27,29 @@ PROBE = textwrap.dedent(
         except OSError:
             return False
     remount = subprocess.run(["mount", "-o", "remount,rw", "/"], capture_output=True)
+    def sysctl():
+        try:
+            with open("/proc/sys/vm/swappiness", "r+") as fh:
+                fh.write(fh.read())
+            return True
+        except OSError:
+            return False
+    def disks():
+        import stat
+        found = [e.path for e in os.scandir("/dev") if stat.S_ISBLK(e.stat(follow_symlinks=False).st_mode)]
+        readable = []
+        for path in found:
+            try:
+                with open(path, "rb") as fh:
+                    if fh.read(512):
+                        readable.append(path)
+            except OSError:
+                pass
+        return readable
     print(json.dumps({
+        "left": left,
+        "disks": disks(),
+        "sysctl": sysctl(),
         "relative": writes("in-scratch.txt"),
         "absolute": writes(os.path.join(scratch, "abs.txt")),
         "outside": writes(os.path.join(outside, "x.txt")),
@@ -57,6 +79,9 @@ def test_only_the_scratch_folder_is_writable(tmp_path: Path) -> None:
         assert seen == {"error": reason}
         return
     assert seen == {
+        "left": [],  # every mount made read-only
+        "disks": [],  # no raw disk to read (or write past the read-only mounts)
+        "sysctl": False,  # the host's kernel settings too, even as root
         "relative": True,  # the working directory is re-entered through the bind
         "absolute": True,
         "outside": False,

@@ -15,9 +15,9 @@ from pytest_hipkittens.backends.probe import gpu_count, nvidia_capabilities, tor
 from pytest_hipkittens.evaluate.build import nvcc_path
 
 GPUS = """\
-0, GPU-aaaa1111-0000-0000-0000-000000000000, 9.0
-1, GPU-bbbb2222-0000-0000-0000-000000000000, 8.0
-2, GPU-cccc3333-0000-0000-0000-000000000000, 8.6
+0, GPU-aaaa1111-0000-0000-0000-000000000000, 9.0, [N/A]
+1, GPU-bbbb2222-0000-0000-0000-000000000000, 9.0, [N/A]
+2, GPU-cccc3333-0000-0000-0000-000000000000, 9.0, Disabled
 """
 
 
@@ -49,19 +49,29 @@ def test_torch_build_is_read_from_the_version_file() -> None:
 
 def test_capabilities_follow_cuda_visible_devices(smi) -> None:
     smi(GPUS)
-    assert nvidia_capabilities() == [(9, 0), (8, 0), (8, 6)]
-    assert nvidia_capabilities("2,0") == [(8, 6), (9, 0)]
-    assert nvidia_capabilities("GPU-bbbb2222-0000-0000-0000-000000000000") == [(8, 0)]
-    assert nvidia_capabilities("GPU-cccc") == [(8, 6)]  # a unique prefix, as CUDA allows
-    assert nvidia_capabilities("1,7,0") == [(8, 0)]  # CUDA stops at the first bad ordinal
+    assert nvidia_capabilities() == [(9, 0)] * 3
+    assert nvidia_capabilities("2,0") == [(9, 0)] * 2
+    assert nvidia_capabilities("GPU-bbbb2222-0000-0000-0000-000000000000") == [(9, 0)]
+    assert nvidia_capabilities("GPU-cccc") == [(9, 0)]  # a unique prefix, as CUDA allows
+    assert nvidia_capabilities("1,7,0") == [(9, 0)]  # CUDA stops at the first bad ordinal
     assert nvidia_capabilities("") == []
     assert nvidia_capabilities("MIG-1234") is None  # not resolved here: torch decides
+
+
+def test_what_only_cuda_can_order_or_count_is_left_to_torch(smi, monkeypatch) -> None:
+    mixed = GPUS.replace("9.0, Disabled", "8.6, Disabled")
+    smi(mixed)  # CUDA numbers mixed GPUs fastest first, nvidia-smi by bus
+    assert nvidia_capabilities() is None
+    monkeypatch.setenv("CUDA_DEVICE_ORDER", "PCI_BUS_ID")
+    assert nvidia_capabilities("2") == [(8, 6)]
+    smi(GPUS.replace("Disabled", "Enabled"))  # MIG: CUDA counts instances
+    assert nvidia_capabilities() is None
 
 
 def test_unusable_answers_mean_ask_torch(smi) -> None:
     smi(GPUS, code=9)
     assert nvidia_capabilities() is None
-    smi("0, GPU-x, not-a-number\n")
+    smi("0, GPU-x, not-a-number, [N/A]\n")
     assert nvidia_capabilities() is None
     smi("")
     assert nvidia_capabilities() == []

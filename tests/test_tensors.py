@@ -131,3 +131,13 @@ def test_reported_times_must_explain_the_rounds_the_parent_saw() -> None:
     reason = not_credible(lying, ref)
     assert reason and "407 ms longer than 10 trials of the 3.000 ms" in reason
     assert not_credible(lying, ref, copy_s=0.5) is None  # within the allowance for copies
+
+
+def test_bytes_a_forward_must_move_count_each_storage_once() -> None:
+    from pytest_hipkittens.evaluate.trusted import moved_bytes
+
+    x = torch.randn(256, 256)
+    assert moved_bytes([x]) == 256 * 256 * 4
+    assert moved_bytes([x, x.view(-1)]) == 256 * 256 * 4  # an output that is a view
+    assert moved_bytes([torch.randn(256).expand(256, 256)]) == 256 * 4  # a broadcast input
+    assert moved_bytes([x[:2]]) == 2 * 256 * 4  # a slice: what it spans

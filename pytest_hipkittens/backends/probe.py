@@ -51,15 +51,17 @@ def nvidia_capabilities(visible: str | None = None) -> list[tuple[int, int]] | N
     """Compute capability of each GPU CUDA will show this process, in CUDA's order.
 
     ``visible`` is ``CUDA_VISIBLE_DEVICES`` (indices or ``GPU-…`` UUIDs); None means the
-    environment's. None when ``nvidia-smi`` is missing, fails, or the list cannot be
-    matched; an empty list when the driver sees no GPU.
+    environment's. None — ask torch — when ``nvidia-smi`` is missing, fails, or the list
+    cannot be matched: MIG mode (CUDA then counts instances), or GPUs of different kinds
+    (CUDA numbers them fastest first, nvidia-smi by bus, unless
+    ``CUDA_DEVICE_ORDER=PCI_BUS_ID``). An empty list when the driver sees no GPU.
     """
     smi = shutil.which("nvidia-smi")
     if smi is None:
         return None
     try:
         out = subprocess.run(
-            [smi, "--query-gpu=index,uuid,compute_cap", "--format=csv,noheader"],
+            [smi, "--query-gpu=index,uuid,compute_cap,mig.mode.current", "--format=csv,noheader"],
             capture_output=True,
             text=True,
             timeout=20,
@@ -72,13 +74,16 @@ def nvidia_capabilities(visible: str | None = None) -> list[tuple[int, int]] | N
     gpus: list[tuple[str, str, tuple[int, int]]] = []
     for line in out.stdout.splitlines():
         parts = [p.strip() for p in line.split(",")]
-        if len(parts) != 3:
+        if len(parts) != 4 or parts[3] == "Enabled":
             return None
         try:
             major, minor = (int(x) for x in parts[2].split("."))
         except ValueError:
             return None
         gpus.append((parts[0], parts[1], (major, minor)))
+    mixed = len({cap for _, _, cap in gpus}) > 1
+    if mixed and os.environ.get("CUDA_DEVICE_ORDER") != "PCI_BUS_ID":
+        return None
     if visible is None:
         visible = os.environ.get("CUDA_VISIBLE_DEVICES")
     if visible is None:

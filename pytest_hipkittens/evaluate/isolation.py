@@ -11,9 +11,10 @@ unprivileged user namespaces are allowed, and the same steps as root:
 2. mount events made private (nothing here reaches the host's mounts);
 3. the writable folders (the worker's scratch folder, the build cache, the shared-memory
    folder) bind-mounted onto themselves;
-4. every other mount remounted read-only, keeping the flags it had — except ``/proc``,
-   ``/sys`` and ``/dev``, which hold no code and which GPU drivers need as they are
-   (device nodes stay usable on read-only mounts anyway);
+4. every other mount remounted read-only, keeping the flags it had — ``/sys`` and the
+   kernel's settings under ``/proc`` (``/proc/sys``, ``sysrq-trigger``, …) included; only
+   the rest of ``/proc`` and ``/dev`` stay as they are (no code there, drivers need them,
+   and device nodes stay usable on read-only mounts anyway);
 5. a second, nested user and mount namespace: mounts copied into a namespace owned by a
    less privileged user namespace are locked, so code inside cannot remount them
    read-write or unmount them, whatever capabilities it holds there.
@@ -30,6 +31,7 @@ import contextlib
 import ctypes
 import errno
 import os
+import re
 
 CLONE_NEWNS = 0x00020000
 CLONE_NEWUSER = 0x10000000
@@ -56,8 +58,11 @@ KEPT = {
     "relatime": MS_RELATIME,
     "strictatime": MS_STRICTATIME,
 }
-#: Left as they are: no code lives there, and drivers need them.
-SKIPPED = ("/proc", "/sys", "/dev")
+#: Left writable: no code lives there, and drivers need them (device nodes stay usable on
+#: read-only mounts anyway) — except the kernel's settings below.
+SKIPPED = ("/proc", "/dev")
+#: Made read-only although under /proc (as Docker does): host sysctls, sysrq and the like.
+KERNEL_FILES = ("/proc/sys", "/proc/sysrq-trigger", "/proc/irq", "/proc/bus", "/proc/fs")
 
 
 class IsolationError(RuntimeError):
@@ -90,57 +95,100 @@ def _unshare(libc: ctypes.CDLL, uid: int, gid: int) -> None:
         raise IsolationError(f"user namespace id maps: {exc}") from None
 
 
-def _mount(libc: ctypes.CDLL, source: str | None, target: str, flags: int, what: str) -> None:
-    src = source.encode() if source is not None else None
-    _check(libc.mount(src, target.encode(), None, flags, None), f"{what} {target}")
+def _mount(libc: ctypes.CDLL, source: bytes | None, target: bytes, flags: int, what: str) -> None:
+    ret = libc.mount(source, target, None, flags, None)
+    _check(ret, f"{what} {os.fsdecode(target)}")
 
 
-def mounts() -> list[tuple[str, int]]:
-    """(mount point, kept flags) of every mount of this process, parents first."""
+_OCTAL = re.compile(rb"\\([0-7]{3})")
+
+
+def mounts() -> list[tuple[bytes, int]]:
+    """(mount point as bytes, kept flags) of every mount of this process, parents first.
+
+    Read as bytes: a mount point may be any byte string, with space, tab, newline and
+    backslash written as octal escapes."""
     out = []
-    with open("/proc/self/mountinfo", encoding="utf-8", errors="surrogateescape") as fh:
+    with open("/proc/self/mountinfo", "rb") as fh:
         for line in fh:
             fields = line.split()
             if len(fields) < 6:
                 continue
-            point = fields[4].encode().decode("unicode_escape")
+            point = _OCTAL.sub(lambda m: bytes([int(m.group(1), 8)]), fields[4])
             flags = 0
-            for opt in fields[5].split(","):
-                flags |= KEPT.get(opt, 0)
+            for opt in fields[5].split(b","):
+                flags |= KEPT.get(opt.decode("ascii", "replace"), 0)
             out.append((point, flags))
     return out
 
 
-def _under(path: str, roots: list[str]) -> bool:
-    return any(path == r or path.startswith(r.rstrip("/") + "/") for r in roots)
+def _under(path: bytes, roots: list[bytes]) -> bool:
+    return any(path == r or path.startswith(r.rstrip(b"/") + b"/") for r in roots)
 
 
-def isolate(writable: list[str]) -> None:
+def _mask_disks(libc: ctypes.CDLL) -> None:
+    """Cover every block device node with /dev/null: root keeps its uid in the namespace,
+    and a raw disk opened for writing bypasses every read-only mount. Character devices
+    (GPUs: nvidia*, kfd, dri) stay as they are."""
+    import stat
+
+    for folder in ("/dev", "/dev/mapper"):
+        try:
+            entries = list(os.scandir(folder))
+        except OSError:
+            continue
+        for entry in entries:
+            try:
+                if stat.S_ISBLK(entry.stat(follow_symlinks=False).st_mode):
+                    path = os.fsencode(entry.path)
+                    _mount(libc, b"/dev/null", path, MS_BIND, "mask")
+            except (OSError, IsolationError):
+                continue
+
+
+def isolate(writable: list[str]) -> list[str]:
     """Make this process's (and its future children's) filesystem read-only except
-    ``writable`` (existing folders). Raises IsolationError; call before any thread starts."""
+    ``writable`` (existing folders, absolute paths).
+
+    Returns the mount points that could not be made read-only (their filesystem refused;
+    the caller reports them). Raises IsolationError when a step fails outright or a
+    writable folder is missing. Call before any thread starts.
+    """
     libc = _libc()
     uid, gid = os.geteuid(), os.getegid()
-    keep = sorted({os.path.realpath(p) for p in writable if os.path.isdir(p)})
+    missing = [p for p in writable if not os.path.isabs(p) or not os.path.isdir(p)]
+    if missing:
+        raise IsolationError(f"writable folder missing or relative: {missing[0]}")
+    keep = sorted({os.fsencode(os.path.realpath(p)) for p in writable})
     _unshare(libc, uid, gid)
-    _mount(libc, None, "/", MS_REC | MS_PRIVATE, "make private")
+    _mount(libc, None, b"/", MS_REC | MS_PRIVATE, "make private")
+    # The kernel's writable interfaces under /proc: as root (uid 0 keeps its uid here)
+    # they would still change the host (sysctls, core_pattern, sysrq).
+    for path in KERNEL_FILES:
+        if os.path.exists(path):
+            _mount(libc, os.fsencode(path), os.fsencode(path), MS_BIND | MS_REC, "bind")
     for path in keep:
         _mount(libc, path, path, MS_BIND | MS_REC, "bind")
+    if uid == 0:
+        _mask_disks(libc)
+    kernel = [os.fsencode(p) for p in KERNEL_FILES]
+    skipped = [os.fsencode(p) for p in SKIPPED]
+    left: list[str] = []
     for point, flags in mounts():
-        if _under(point, list(SKIPPED)) or point in keep:
+        if point in keep or (_under(point, skipped) and not _under(point, kernel)):
             continue
         try:
             _mount(libc, None, point, MS_REMOUNT | MS_BIND | MS_RDONLY | flags, "read-only")
         except IsolationError:
-            if point == "/":
+            if point == b"/":
                 raise
-            # A mount this namespace may not change (or one gone meanwhile): only its
-            # own subtree stays writable, and only if its filesystem allows it.
-            continue
+            left.append(os.fsdecode(point))  # its filesystem refused: reported
     _unshare(libc, uid, gid)  # locks every mount above against remounting
     # The working directory still points into the mount it was entered through (now
     # read-only) when a bind now covers it: enter it again by its path.
     with contextlib.suppress(OSError):
         os.chdir(os.getcwd())
+    return left
 
 
 def unavailable() -> str | None:

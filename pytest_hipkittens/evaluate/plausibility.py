@@ -13,6 +13,7 @@ from typing import Any
 #: Datasheet peaks per card-name fragment: (GB/s, dense TFLOP/s fp32-or-TF32, bf16/fp16).
 PEAKS: dict[str, tuple[float, float, float]] = {
     "H100 PCIe": (2000.0, 378.0, 756.0),
+    "H100 NVL": (3900.0, 418.0, 835.0),
     "H100": (3350.0, 495.0, 989.0),
     "H200": (4800.0, 495.0, 989.0),
     "H20": (4000.0, 74.0, 148.0),

@@ -62,8 +62,11 @@ def children(pid: int) -> list[int]:
 
 
 def sweep(limit_s: float = SWEEP_LIMIT_S) -> int:
-    """Kill and reap every descendant; the number of processes killed."""
-    killed = 0
+    """Kill and reap every descendant; the number of processes killed.
+
+    Generation by generation: a killed process's children are re-parented here and show
+    up on the next pass."""
+    killed: set[int] = set()
     deadline = time.monotonic() + limit_s
     me = os.getpid()
     while time.monotonic() < deadline:
@@ -73,23 +76,29 @@ def sweep(limit_s: float = SWEEP_LIMIT_S) -> int:
         for pid in kids:
             try:
                 os.kill(pid, signal.SIGKILL)
-                killed += 1
-            except ProcessLookupError:
+                killed.add(pid)
+            except (ProcessLookupError, PermissionError):
                 pass
-        for _ in kids:
+        time.sleep(0.005)  # the killed need a moment to become reapable
+        while True:
             try:
-                os.waitpid(-1, 0)
+                pid, _ = os.waitpid(-1, os.WNOHANG)
             except ChildProcessError:
                 break
-    return killed
+            if pid == 0:
+                break
+    return len(killed)
 
 
 def supervise(worker: int) -> int:
     """Wait for the worker, then clear its descendants; the worker's wait status."""
 
+    reaped = False
+
     def stop(signum: int, frame: object) -> None:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(worker, signal.SIGKILL)
+        if not reaped:  # once reaped, its pid may be someone else's
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(worker, signal.SIGKILL)
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent decides when the worker ends
@@ -99,6 +108,7 @@ def supervise(worker: int) -> int:
         except ChildProcessError:
             return 0
         if pid == worker:
+            reaped = True
             break
     killed = sweep()
     if killed:
@@ -119,17 +129,26 @@ def _isolate() -> None:
     from .isolation import IsolationError, isolate
 
     try:
-        isolate(writable)
+        left = isolate(writable)
     except IsolationError as exc:
+        left, failed = [], str(exc)
+    else:
+        failed = ""
+    if failed or left:
+        state = f"none ({failed})" if failed else f"partial (still writable: {', '.join(left[:3])})"
         if mode == "required":
-            print(f"[hk] isolation required but unavailable: {exc}", file=sys.stderr)
+            print(f"[hk] isolation required but {state}", file=sys.stderr, flush=True)
             os._exit(3)
-        os.environ["HK_ISOLATION"] = f"none ({exc})"
+        os.environ["HK_ISOLATION"] = state
         return
     os.environ["HK_ISOLATION"] = "read-only"
 
 
 def main() -> None:
+    import resource
+
+    # It re-raises the worker's fatal signal on itself: no core file for that either.
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
     _isolate()  # before the fork and before any thread: the worker inherits it
     _subreaper()  # without it (not Linux), orphans escape as they would anyway
     worker = os.fork()

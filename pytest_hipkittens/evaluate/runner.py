@@ -55,6 +55,20 @@ MAX_TORCH_SHARE = 0.5
 Stage = Callable[[str, int], None]
 
 
+def _caches(root: Path) -> dict[str, str]:
+    """Caches that default to the home folder — read-only to an isolated worker, and
+    possibly left there by a candidate — placed under ``root`` (set even where the user
+    set them: their folder is read-only inside)."""
+    return {
+        "TRITON_CACHE_DIR": str(root / "triton"),
+        "TORCHINDUCTOR_CACHE_DIR": str(root / "inductor"),
+        "CUDA_CACHE_PATH": str(root / "cuda-jit"),
+        "MIOPEN_USER_DB_PATH": str(root / "miopen"),
+        "MIOPEN_CUSTOM_CACHE_DIR": str(root / "miopen"),
+        "XDG_CACHE_HOME": str(root / "xdg"),
+    }
+
+
 class _Candidate:
     """A candidate's worker between build and evaluation."""
 
@@ -126,14 +140,7 @@ class Evaluator:
         if ext_dir is not None:
             env["TORCH_EXTENSIONS_DIR"] = str(ext_dir)
         if self.cfg.isolation != "off":
-            # Caches that default to the home folder, read-only to an isolated worker.
-            for var, sub in (
-                ("TRITON_CACHE_DIR", "triton"),
-                ("CUDA_CACHE_PATH", "cuda-jit"),
-                ("MIOPEN_USER_DB_PATH", "miopen"),
-                ("MIOPEN_CUSTOM_CACHE_DIR", "miopen"),
-            ):
-                env.setdefault(var, str(self.cfg.build_cache / sub))
+            env.update(_caches(self.cfg.build_cache))
         if wrapped(self.cfg):
             env.update(
                 compiler_env(
@@ -146,6 +153,15 @@ class Evaluator:
         run_dir = Path(tempfile.mkdtemp(prefix="worker-", dir=self.workdir))
         log = run_dir / "worker.log"
         self.cfg.build_cache.mkdir(parents=True, exist_ok=True)
+        # its own folder, the build cache (builds, precompiled headers) and the
+        # shared-memory folder of this evaluator's tensors
+        writable: tuple[Path | str, ...] = (self.cfg.build_cache, self.shm)
+        if env.get("HK_ROLE") == "trusted":
+            # Builds nothing, and loads nothing a candidate could have left: its caches
+            # (Triton, inductor for --hk-compile-baseline, …) are its own.
+            writable = (self.shm,)
+            if self.cfg.isolation != "off":
+                env = {**env, **_caches(run_dir)}
         worker = WorkerProcess(
             log,
             env,
@@ -153,9 +169,7 @@ class Evaluator:
             cwd=run_dir,
             cpu_cores=self.cfg.cpu_cores,
             isolation=self.cfg.isolation,
-            # its own folder, the build cache (builds, precompiled headers) and the
-            # shared-memory folder of this evaluator's tensors
-            writable=(self.cfg.build_cache, self.shm),
+            writable=writable,
         )
         return worker, log
 

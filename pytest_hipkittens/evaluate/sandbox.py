@@ -160,7 +160,7 @@ class WorkerProcess:
             # (isolation.py); temporary files go to the worker's own folder.
             child_env["HK_ISOLATE"] = isolation
             child_env["HK_WRITABLE"] = os.pathsep.join(
-                str(p) for p in (cwd, *writable) if p is not None
+                str(Path(p).resolve()) for p in (cwd, *writable) if p is not None
             )
             if cwd is not None:
                 child_env["TMPDIR"] = str(cwd)

@@ -38,6 +38,19 @@ def _nbytes(value: Any) -> int:
     return sum(t.numel() * t.element_size() for t in tensors(value))
 
 
+def moved_bytes(value: Any) -> int:
+    """Bytes a forward must at least read and write: each storage once (an output that
+    is a view of an input, or a broadcast input, adds nothing more), and no more of a
+    storage than the tensor spans."""
+    per_storage: dict[int, int] = {}
+    for t in tensors(value):
+        storage = t.untyped_storage()
+        size = min(storage.nbytes(), t.numel() * t.element_size())
+        key = storage.data_ptr()
+        per_storage[key] = max(per_storage.get(key, 0), size)
+    return sum(per_storage.values())
+
+
 def _clone(value: list[Any]) -> list[Any]:
     return [v.clone() if isinstance(v, torch.Tensor) else v for v in value]
 
@@ -303,7 +316,7 @@ class Trusted:
             )
         return {
             "ok": True,
-            "bytes": _nbytes(inputs) + _nbytes(out),
+            "bytes": moved_bytes([inputs, out]),
             "flops": int(report["flops"]),
             "ref_ops": [r["op"] for r in report.get("torch_ops", [])],
         }
