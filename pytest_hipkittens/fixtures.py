@@ -54,6 +54,13 @@ def hk_solution(
         store.clear()
     else:
         outcome = load_outcome(hk_session, kb_problem)
+        if outcome is None and store.damaged():
+            aside = store.set_aside_damaged()
+            log.warning(
+                "%s: best_result.json was damaged (kept as %s): redoing the problem",
+                kb_problem.key,
+                aside.name,
+            )
     line = request.config.stash.get(PROGRESS_KEY, None)
 
     def progress(stage: str, attempt: int = 0, sample: int = 0) -> None:

@@ -28,6 +28,8 @@ class Snapshot:
 
     finished: Counter = field(default_factory=Counter)
     in_flight: list[dict[str, Any]] = field(default_factory=list)
+    #: problems finished in the tree outside this run's selection (earlier runs)
+    elsewhere: int = 0
     total: int | None = None
     started: float | None = None
     finished_times: list[float] = field(default_factory=list)
@@ -44,12 +46,15 @@ class Snapshot:
         return max(0, self.total - self.done - len(self.in_flight))
 
     def rate_per_hour(self) -> float | None:
-        """Problems finished per hour since the run started (or its first finish)."""
-        if not self.finished_times:
+        """Problems this run finished per hour, from its start (or first finish) to now —
+        or to its last finish once nothing is left, so a finished run's rate stays put."""
+        times = [t for t in self.finished_times if self.started is None or t >= self.started]
+        if not times:
             return None
-        start = self.started or min(self.finished_times)
-        span = max(self.now - start, 1.0)
-        return len(self.finished_times) / span * 3600
+        start = self.started or min(times)
+        end = max(times) if not self.in_flight and self.pending == 0 else self.now
+        span = max(end - start, 1.0)
+        return len(times) / span * 3600
 
     def eta_seconds(self) -> float | None:
         rate = self.rate_per_hour()
@@ -78,18 +83,31 @@ def snapshot(root: Path) -> Snapshot:
     """Read the tree once."""
     snap = Snapshot()
     manifest = read_json(root / MANIFEST)
+    selected: set[str] | None = None
     if isinstance(manifest, dict):
-        snap.total = len(manifest.get("problems") or []) or None
+        selected = set(manifest.get("problems") or [])
+        snap.total = len(selected) or None
         snap.started = manifest.get("started")
     for store in ResultsTree(root).problems():
         best_path = store.dir / "best_result.json"
         best = read_json(best_path)
+        finished = isinstance(best, dict) or store.damaged()
+        if selected is not None and store.key not in selected:
+            snap.elsewhere += int(finished)
+            continue
         if isinstance(best, dict):
             snap.finished[best.get("status") or "unknown"] += 1
             snap.finished_times.append(best_path.stat().st_mtime)
+        elif finished:
+            snap.finished["damaged"] += 1  # unreadable best_result.json: not running
         elif store.dir.is_dir():
             snap.in_flight.append({"problem": store.key, **_activity(store.dir)})
     return snap
+
+
+def is_results_tree(root: Path) -> bool:
+    """A run's manifest or a ``level*/`` problem folder is there."""
+    return (root / MANIFEST).is_file() or any(p.is_dir() for p in root.glob("level*"))
 
 
 def _duration(seconds: float | None) -> str:
@@ -110,7 +128,9 @@ def lines(snap: Snapshot) -> list[str]:
     out = [
         f"finished {snap.done}/{total}  in flight {len(snap.in_flight)}  "
         f"pending {snap.pending if snap.pending is not None else '?'}",
-        "status: " + (", ".join(f"{k} {v}" for k, v in sorted(snap.finished.items())) or "-"),
+        "status: "
+        + (", ".join(f"{k} {v}" for k, v in sorted(snap.finished.items())) or "-")
+        + (f"  (and {snap.elsewhere} finished by earlier runs)" if snap.elsewhere else ""),
         f"throughput: {rate:.1f} problems/h  ETA {_duration(snap.eta_seconds())}"
         if rate
         else "throughput: - (nothing finished yet)",

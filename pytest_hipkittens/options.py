@@ -315,6 +315,13 @@ OPTIONS: list[tuple[str, dict[str, Any], str | None, str | None, str]] = [
         "live stage line per problem: rich on a terminal, plain in logs (auto), or off (default: auto)",
     ),
     (
+        "--hk-read-only",
+        {"dest": "hk_read_only", "action": "store_true"},
+        "bool",
+        None,
+        "write nothing into the results tree (hk-report --html rebuilds a report from it this way)",
+    ),
+    (
         "--hk-plain-builds",
         {"dest": "hk_plain_builds", "action": "store_true"},
         "bool",
@@ -520,6 +527,7 @@ def resolve_settings(config: pytest.Config) -> Settings:
         cpu_inputs=_flag(config, "hk_cpu_inputs"),
         isolation=isolation,
         fast_builds=not _flag(config, "hk_plain_builds"),
+        read_only=_flag(config, "hk_read_only"),
         secret_env=tuple(
             config.getoption("hk_secret_env", None) or config.getini("hk_secret_env") or ()
         ),

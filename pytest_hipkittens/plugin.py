@@ -8,6 +8,7 @@ fixture generates and evaluates kernels for it. Collection stays cheap and deter
 
 from __future__ import annotations
 
+import os
 import re
 from typing import Any
 
@@ -115,6 +116,8 @@ class HKPlugin:
         self.records: dict[str, dict[str, Any]] = {}
         self.used = False
         self._manifest_written = False
+        #: options validated and the backend usable: the run may write into the tree
+        self.ready = False
 
     def problems(self) -> list[Problem]:
         if self._problems is None:
@@ -169,10 +172,14 @@ class HKPlugin:
                 self.session.check()
             except (RuntimeError, ValueError) as exc:
                 raise pytest.UsageError(str(exc).splitlines()[0]) from None
+            self.ready = True
 
     def pytest_collection_finish(self, session: pytest.Session) -> None:
-        """hk_run.json: the problems this run selected (after ``-k``), for ``hk-monitor``."""
-        if not self.used or self.config.option.collectonly or hasattr(self.config, "workerinput"):
+        """hk_run.json: the problems this run selected (after ``-k``), for ``hk-monitor``.
+
+        Only once the run has really started: pytest calls this hook even after a usage
+        error in collection, and a run that never started must not touch the tree."""
+        if not self.ready or hasattr(self.config, "workerinput"):
             return
         self._write_manifest(
             i.callspec.params[PROBLEM_ARG].key
@@ -196,6 +203,7 @@ class HKPlugin:
         from .results import write_json
 
         self._manifest_written = True
+        self._started = time.time()
         keys = sorted(set(keys))
         s = self.session.settings
         s.results.mkdir(parents=True, exist_ok=True)
@@ -230,13 +238,53 @@ class HKPlugin:
         if rec and report.when in ("call", "teardown"):
             self.records[rec["problem"]] = rec
 
-    def pytest_sessionfinish(self, session: pytest.Session) -> None:
-        """Write summary.json and detailed reports; only the controller writes shared files."""
+    @pytest.hookimpl(tryfirst=True)  # before pytest-html writes its report
+    def pytest_sessionfinish(self, session: pytest.Session, exitstatus: int) -> None:
+        """Write summary.json and the detailed reports of the **whole tree** (every problem
+        finished in it, by whichever run: a narrower or failed run never shrinks them), and
+        this run's own selection and outcome under ``runs/``. Only the controller writes
+        shared files; ``--hk-read-only`` (reports rebuilt from a tree) writes nothing.
+
+        First, what ran — backend, device, torch, model, from the records themselves — goes
+        into the HTML report's environment table (pytest-metadata)."""
         if hasattr(self.config, "workerinput") or not self.records:
             return
+        self._what_ran()
+        if self.session.settings.read_only:
+            return
+        import time
+
+        from .results import write_json
+
         root = self.session.settings.results
         root.mkdir(parents=True, exist_ok=True)
-        report.write_reports(root, list(self.records.values()))
+        whole = {r["problem"]: r for r in report.records_from_tree(root)}
+        whole.update(self.records)
+        report.write_reports(root, list(whole.values()))
+        started = getattr(self, "_started", time.time())
+        stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime(started))
+        stamp += f".{int(started * 1e6) % 1_000_000:06d}"  # several runs a second still sort
+        write_json(
+            root / "runs" / f"{stamp}-{os.getpid()}.json",
+            {
+                "started": started,
+                "finished": time.time(),
+                "exit_status": int(exitstatus),
+                "backend": self.session.settings.backend,
+                "llm": self.session.settings.llm,
+                "problems": sorted(self.records),
+                "summary": report.summarize(list(self.records.values())),
+            },
+        )
+
+    def _what_ran(self) -> None:
+        try:
+            from pytest_metadata.plugin import metadata_key
+        except ImportError:
+            return
+        meta = self.config.stash.get(metadata_key, None)
+        if isinstance(meta, dict):
+            meta.update(report.what_ran(list(self.records.values())))
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         """A table of problems, statuses and speedups at the end of the run."""

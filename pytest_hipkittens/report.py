@@ -76,11 +76,32 @@ def record_from_best(best: dict[str, Any]) -> dict[str, Any]:
         "cost_usd": totals.get("cost_usd"),
         "backend": best.get("backend"),
         "hardware": best.get("hardware"),
+        "model": (best.get("llm") or {}).get("model"),
+    }
+
+
+def what_ran(records: list[dict[str, Any]]) -> dict[str, str]:
+    """Backend, device, torch and model of the records (for the report's environment
+    table): every distinct value, so a merged or mixed tree says so."""
+
+    def values(get: Any) -> str:
+        seen = sorted({str(v) for r in records if (v := get(r))})
+        return ", ".join(seen) or "-"
+
+    def hw(key: str) -> Any:
+        return lambda r: (r.get("hardware") or {}).get(key)
+
+    return {
+        "Benchmark backend": values(lambda r: r.get("backend")),
+        "Device": values(lambda r: hw("gpu")(r) or hw("cpu")(r)),
+        "Torch": values(hw("torch")),
+        "LLM model": values(lambda r: r.get("model")),  # "replay" for recorded answers
     }
 
 
 def records_from_tree(root: Path) -> list[dict[str, Any]]:
-    """Records of every finished problem in a results tree."""
+    """Records of every finished problem in a results tree, and of every damaged one
+    (status ``damaged``: its best_result.json exists but cannot be read) — never dropped."""
     records = []
     for store in ResultsTree(root).problems():
         best = store.best()
@@ -88,7 +109,20 @@ def records_from_tree(root: Path) -> list[dict[str, Any]]:
             rec = record_from_best(best)
             rec["problem"] = rec["problem"] or store.key
             records.append(rec)
+        elif store.damaged():
+            records.append(damaged_record(store.key))
     return records
+
+
+def damaged_record(key: str) -> dict[str, Any]:
+    """The record of a problem whose best_result.json is unreadable."""
+    return {
+        **record_from_best({}),
+        "problem": key,
+        "status": "damaged",
+        "category": "damaged",
+        "message": f"{key}/best_result.json is damaged (truncated or not a JSON object)",
+    }
 
 
 def _fmt(value: Any, spec: str) -> str:

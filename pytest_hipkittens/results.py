@@ -112,6 +112,22 @@ class ProblemResults:
     def best(self) -> dict[str, Any] | None:
         return read_json(self.dir / "best_result.json")
 
+    def damaged(self) -> bool:
+        """Whether ``best_result.json`` exists but is not a readable result (truncated,
+        not JSON): the problem is neither finished nor missing, and readers say so."""
+        path = self.dir / "best_result.json"
+        return path.exists() and not isinstance(read_json(path), dict)
+
+    def set_aside_damaged(self) -> Path:
+        """Move a damaged ``best_result.json`` aside (records are never deleted) so the
+        problem can be redone; the new name."""
+        import time
+
+        path = self.dir / "best_result.json"
+        aside = self.dir / f"best_result.damaged-{int(time.time())}.json"
+        path.rename(aside)
+        return aside
+
     def best_code(self) -> str | None:
         try:
             return (self.dir / "best_code.py").read_text(encoding="utf-8")

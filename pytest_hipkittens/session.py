@@ -70,6 +70,8 @@ class Settings:
     cpu_inputs: bool = False
     isolation: str = "auto"
     fast_builds: bool = True
+    #: write nothing into the results tree (reports rebuilt from it)
+    read_only: bool = False
     #: extra secret-variable patterns, on top of the sandbox's defaults
     secret_env: tuple[str, ...] = ()
     build_timeout: float = 900.0

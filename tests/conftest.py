@@ -176,5 +176,6 @@ def html_report(path: Path) -> dict:
     return {
         "text": text,
         "rows": rows,
+        "environment": data.get("environment") or {},
         "plots": re.findall(r'<img alt="([^"]+)"[^>]*src="data:image/png;base64,', text),
     }

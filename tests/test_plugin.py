@@ -347,6 +347,10 @@ def test_html_report_has_benchmark_columns(
     for title in ("Speedup", "Ref ms", "New ms", "vs compile", "Library", "Tokens", "Cost $"):
         assert f">{title}</th>" in report["text"], title
     assert report["plots"] == ["speedup per problem", "statuses", "solved at attempt"]
+    # What ran, from the records: the report's environment table says it.
+    env = report["environment"]
+    assert env["Benchmark backend"] == "cpu" and env["LLM model"] == "replay", env
+    assert env["Torch"].startswith("2.") and env["Device"] != "-"
     # Not a terminal: the live progress comes as plain lines, one per stage.
     result.stdout.fnmatch_lines(
         [
@@ -427,3 +431,33 @@ def test_bad_prices_file_is_one_line(kb: pytest.Pytester, tmp_path: Path) -> Non
     result.stderr.fnmatch_lines(
         ["ERROR: --hk-prices: 'm' must map to [[]input, output[]] USD per million tokens"]
     )
+
+
+def test_narrower_runs_never_shrink_the_tree_and_damage_is_redone_not_lost(
+    kb: pytest.Pytester, toy_kb: Path, tmp_path: Path
+) -> None:
+    import json
+
+    write_problem(toy_kb, "2_Scale2.py", SCALE_PROBLEM)
+    answer = {"1": fenced(python_candidate("x * self.factor"))}
+    responses = responses_for(tmp_path / "responses", "level1/1_Scale", answer)
+    responses_for(responses, "level1/2_Scale2", answer)
+    args = ("--hk-target-speedup", "0", "--hk-allow-torch-ops")
+    run_toy(kb, toy_kb, responses, *args).assert_outcomes(passed=2)
+    results = kb.path / "results"
+    narrow = run_toy(kb, toy_kb, responses, *args, "-k", "Scale2")
+    narrow.assert_outcomes(passed=1)
+    summary = json.loads((results / "summary.json").read_text())
+    assert summary["problems"] == 2 and summary["solved"] == 2  # the whole tree
+    runs = sorted((results / "runs").glob("*.json"))
+    assert [json.loads(p.read_text())["problems"] for p in runs] == [
+        ["level1/1_Scale", "level1/2_Scale2"],
+        ["level1/2_Scale2"],
+    ]
+    best = results / "level1" / "1_Scale" / "best_result.json"
+    best.write_text('{"status": "cor')  # damaged (a crash mid-write elsewhere)
+    again = run_toy(kb, toy_kb, responses, *args, "-k", "Scale and not Scale2")
+    again.assert_outcomes(passed=1)
+    kept = list(best.parent.glob("best_result.damaged-*.json"))
+    assert len(kept) == 1 and kept[0].read_text() == '{"status": "cor'
+    assert json.loads(best.read_text())["status"] == "correct"

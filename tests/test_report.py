@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
@@ -171,3 +172,78 @@ def test_progress_line_is_plain_in_logs_and_styled_on_a_terminal() -> None:
     assert "\x1b[" in text and "verifying + timing 1" in text
     off = ProgressLine(config, "off", attempts=3)  # type: ignore[arg-type]
     assert off("level1/19_ReLU", "generating", 1) is None
+
+
+def _finished(tree: ResultsTree, key: str, status: str = "correct", speedup: float = 1.5) -> None:
+    store = tree.problem(key)
+    store.write_best("p", "c", {"problem": key, "status": status, "timing": {"speedup": speedup}})
+
+
+def test_a_damaged_result_is_named_counted_and_never_dropped(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from pytest_hipkittens.monitor import snapshot
+
+    tree = ResultsTree(tmp_path / "tree")
+    _finished(tree, "level1/1_A")
+    _finished(tree, "level1/2_B")
+    (tree.problem("level1/2_B").dir / "best_result.json").write_text('{"status": "corr')
+    records = records_from_tree(tree.root)
+    assert [(r["problem"], r["status"]) for r in records] == [
+        ("level1/1_A", "correct"),
+        ("level1/2_B", "damaged"),
+    ]
+    assert snapshot(tree.root).finished == {"correct": 1, "damaged": 1}  # not "running"
+    before = sorted(p.name for p in tree.root.iterdir())
+
+    def report(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, "-m", "pytest_hipkittens.cli.report", str(tree.root), *args],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+
+    done = report()
+    assert done.returncode == 1
+    assert done.stderr.strip() == (
+        "hk-report: damaged: level1/2_B/best_result.json is damaged (truncated or not a JSON object)"
+    )
+    assert "solved 1/2" in done.stdout
+    assert sorted(p.name for p in tree.root.iterdir()) == before  # read only
+    assert report("--allow-damaged").returncode == 0
+    out = tmp_path / "merged"
+    assert report("--allow-damaged", "--output", str(out)).returncode == 0
+    assert json.loads((out / "summary.json").read_text())["counts"]["damaged"] == 1
+
+
+def test_monitor_counts_only_this_runs_selection_and_refuses_other_folders(
+    tmp_path: Path,
+) -> None:
+    import subprocess
+    import sys
+    import time
+
+    from pytest_hipkittens.monitor import MANIFEST, lines, snapshot
+    from pytest_hipkittens.results import write_json
+
+    tree = ResultsTree(tmp_path / "tree")
+    for key in ("level1/1_A", "level1/2_B", "level1/3_C"):
+        _finished(tree, key)
+    # A narrower, finished run (-k) over a tree finished by an earlier one.
+    write_json(tree.root / MANIFEST, {"problems": ["level1/1_A"], "started": time.time() - 60})
+    snap = snapshot(tree.root)
+    assert (snap.done, snap.total, snap.elsewhere) == (1, 1, 2)
+    rate = snap.rate_per_hour()
+    snap.now += 3600  # an hour later, nothing ran: a finished run's rate stays put
+    assert snap.rate_per_hour() == rate
+    assert "finished 1/1" in lines(snap)[0] and "finished by earlier runs" in lines(snap)[1]
+    (tmp_path / "notes").mkdir()
+    refused = subprocess.run(
+        [sys.executable, "-m", "pytest_hipkittens.cli.monitor", str(tmp_path / "notes"), "--once"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert refused.returncode == 2 and "is not a results tree" in refused.stderr

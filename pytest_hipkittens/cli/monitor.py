@@ -29,7 +29,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.interval <= 0:
         die("--interval must be positive")
 
-    from ..monitor import lines, snapshot, table
+    from ..monitor import is_results_tree, lines, snapshot, table
+
+    if not is_results_tree(root):
+        die(f"{root} is not a results tree (no hk_run.json, no level*/ folder)")
 
     if args.once or not sys.stdout.isatty():
         print("\n".join(lines(snapshot(root))))

@@ -1,8 +1,11 @@
-"""``hk-report``: rebuild summary.json, the detailed reports and the HTML report from results trees.
+"""``hk-report``: the table, summary and HTML report of results trees, rebuilt without re-running.
 
-Several trees (the shards of a multi-host run) are merged into the first one given, or into
-``--output``: problem folders missing there are copied in. Nothing is re-run; ``--html``
-renders the same pytest-html report a live run makes, from the merged tree alone.
+It never writes into the trees it reads. With ``--output DIR``, the trees (the shards of a
+multi-host run) are merged into DIR — problem folders missing there are copied in — and
+summary.json and the detailed reports are written there; ``--html`` renders the same
+pytest-html report a live run makes. A problem whose best_result.json cannot be read is
+*damaged*: named on stderr, counted as such, and the exit status is 1 unless
+``--allow-damaged``.
 """
 
 from __future__ import annotations
@@ -25,20 +28,29 @@ def merge(trees: list[Path], out: Path) -> None:
             continue
         for store in ResultsTree(root).problems():
             dest = out / store.key
-            if store.best() is not None and not (dest / "best_result.json").exists():
+            finished = store.best() is not None or store.damaged()  # damage travels too
+            if finished and not (dest / "best_result.json").exists():
                 shutil.copytree(store.dir, dest, dirs_exist_ok=True)
 
 
-def render_html(tree: Path, html: Path) -> int:
-    """pytest + pytest-html over the tree (replay_report.py); pytest's exit code."""
+def render_html(tree: Path, html: Path) -> tuple[int, str]:
+    """pytest + pytest-html over the tree (replay_report.py), read only; pytest's exit code
+    and its output (shown only when no report came out: the table is printed once, here)."""
+    import contextlib
+    import io
+
     import pytest
 
     from .. import replay_report
 
-    with tempfile.TemporaryDirectory(prefix="hk-report-") as tmp:
+    out = io.StringIO()
+    with (
+        tempfile.TemporaryDirectory(prefix="hk-report-") as tmp,
+        contextlib.redirect_stdout(out),
+    ):
         ini = Path(tmp) / "pytest.ini"
         ini.write_text("[pytest]\n", encoding="utf-8")
-        return int(
+        code = int(
             pytest.main(
                 [
                     replay_report.__file__,
@@ -52,12 +64,16 @@ def render_html(tree: Path, html: Path) -> int:
                     "--no-header",
                     "--hk-results",
                     str(tree),
+                    "--hk-read-only",
                     "--html",
                     str(html),
                     "--self-contained-html",
+                    "--hk-progress",
+                    "off",
                 ]
             )
         )
+    return code, out.getvalue()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -69,29 +85,52 @@ def main(argv: list[str] | None = None) -> int:
         help="where the merged tree and reports go (default: the first tree)",
     )
     parser.add_argument("--html", metavar="REPORT.html", help="also write the HTML report here")
+    parser.add_argument(
+        "--allow-damaged",
+        action="store_true",
+        help="exit 0 even when a problem's best_result.json is damaged",
+    )
     args = parser.parse_args(argv)
 
-    from ..report import records_from_tree, table_lines, write_reports
+    from ..report import records_from_tree, summarize, table_lines, write_reports
 
     trees = [Path(raw) for raw in args.results]
     for root in trees:
         if not root.is_dir():
             die(f"{root} is not a directory")
-    out = Path(args.output or args.results[0])
-    out.mkdir(parents=True, exist_ok=True)
-    merge(trees, out)
-    records = records_from_tree(out)
+    if args.output:
+        out = Path(args.output)
+        out.mkdir(parents=True, exist_ok=True)
+        merge(trees, out)
+        records = records_from_tree(out)
+    else:
+        out = trees[0]  # read only: several trees are merged by problem, the first wins
+        found: dict[str, dict] = {}
+        for root in trees:
+            for rec in records_from_tree(root):
+                found.setdefault(rec["problem"], rec)
+        records = list(found.values())
     if not records:
         die(f"no finished problems (best_result.json) under {', '.join(args.results)}")
-    summary = write_reports(out, records)
+    damaged = [r for r in records if r.get("status") == "damaged"]
+    for rec in damaged:
+        print(f"hk-report: damaged: {rec['message']}", file=sys.stderr)
     print("\n".join(table_lines(records)))
-    print(f"solved {summary['solved']}/{summary['problems']}; reports written to {out}")
+    if args.output:
+        summary = write_reports(out, records)
+        where = f"; reports written to {out}"
+    else:
+        summary, where = summarize(records), ""
+    print(f"solved {summary['solved']}/{summary['problems']}{where}")
     if args.html:
-        code = render_html(out, Path(args.html).resolve())
+        if len(trees) > 1 and not args.output:
+            die("--html with several trees needs --output (the merged tree it renders)")
+        code, noise = render_html(out, Path(args.html).resolve())
         if not Path(args.html).is_file():
+            print(noise[-4000:], file=sys.stderr)
             die(f"pytest-html wrote no report (pytest exit {code})")
         print(f"HTML report: {args.html}")
-    return 0
+    return 1 if damaged and not args.allow_damaged else 0
 
 
 if __name__ == "__main__":
