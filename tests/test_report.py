@@ -2,6 +2,8 @@ from __future__ import annotations
 
 import json
 import math
+import subprocess
+import sys
 from pathlib import Path
 
 from pytest_hipkittens.report import records_from_tree, summarize, table_lines, write_reports
@@ -100,10 +102,18 @@ def test_attempts_and_profile_tables_escape_their_text() -> None:
     assert "k&lt;T&gt;" in prof and "75%" in prof and "slow &amp; steady" in prof
 
 
+def hk_monitor(folder: Path) -> subprocess.CompletedProcess:
+    """``hk-monitor FOLDER --once`` in a subprocess."""
+    return subprocess.run(
+        [sys.executable, "-m", "pytest_hipkittens.cli.monitor", str(folder), "--once"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
 def test_monitor_snapshot_of_a_running_tree(tmp_path: Path) -> None:
     import json
-    import subprocess
-    import sys
     import time
 
     from pytest_hipkittens.monitor import MANIFEST, lines, snapshot
@@ -140,20 +150,10 @@ def test_monitor_snapshot_of_a_running_tree(tmp_path: Path) -> None:
     text = "\n".join(lines(snap))
     assert "finished 2/4  in flight 1  pending 1" in text
     assert "status: compile_error 1, correct 1" in text
-    proc = subprocess.run(
-        [sys.executable, "-m", "pytest_hipkittens.cli.monitor", str(tmp_path), "--once"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    proc = hk_monitor(tmp_path)
     assert proc.returncode == 0 and proc.stdout.splitlines()[0] == lines(snap)[0]
     assert "running level1/3_C: candidate 2: evaluating (1 evaluated" in proc.stdout
-    missing = subprocess.run(
-        [sys.executable, "-m", "pytest_hipkittens.cli.monitor", str(tmp_path / "nope"), "--once"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    missing = hk_monitor(tmp_path / "nope")
     assert missing.returncode == 2 and "is not a directory" in missing.stderr
     assert json.loads((tmp_path / MANIFEST).read_text())["problems"][0] == "level1/1_A"
 
@@ -221,8 +221,6 @@ def test_a_damaged_result_is_named_counted_and_never_dropped(tmp_path: Path) -> 
 def test_monitor_counts_only_this_runs_selection_and_refuses_other_folders(
     tmp_path: Path,
 ) -> None:
-    import subprocess
-    import sys
     import time
 
     from pytest_hipkittens.monitor import MANIFEST, lines, snapshot
@@ -240,10 +238,5 @@ def test_monitor_counts_only_this_runs_selection_and_refuses_other_folders(
     assert snap.rate_per_hour() == rate
     assert "finished 1/1" in lines(snap)[0] and "finished by earlier runs" in lines(snap)[1]
     (tmp_path / "notes").mkdir()
-    refused = subprocess.run(
-        [sys.executable, "-m", "pytest_hipkittens.cli.monitor", str(tmp_path / "notes"), "--once"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    refused = hk_monitor(tmp_path / "notes")
     assert refused.returncode == 2 and "is not a results tree" in refused.stderr
