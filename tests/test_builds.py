@@ -98,3 +98,25 @@ def test_cache_key_covers_the_build_route(tmp_path: Path) -> None:
     assert cache_key("x = 1", cfg) == cache_key("x = 1", cfg)
     assert cache_key("x = 1", cfg) != cache_key("x = 2", cfg)
     assert len(builder_id()) == 16
+
+
+def test_a_header_build_is_waited_for_only_while_its_builder_lives(tmp_path: Path) -> None:
+    """Workers wait for running precompiled-header builds before timing (their compiler
+    would share the cores), never for a claim a dead builder left behind."""
+    import subprocess
+
+    from pytest_hipkittens.evaluate.pch import building
+
+    live = subprocess.Popen(["sleep", "30"])
+    try:
+        (tmp_path / "a").mkdir()
+        (tmp_path / "a" / "building").write_text(str(live.pid))
+        (tmp_path / "b").mkdir()
+        (tmp_path / "b" / "building").write_text("999999999")  # no such process
+        (tmp_path / "c").mkdir()
+        (tmp_path / "c" / "building").write_text("")  # claimed, builder not started yet
+        assert building(tmp_path) == [live.pid]
+    finally:
+        live.kill()
+        live.wait()
+    assert building(tmp_path) == []

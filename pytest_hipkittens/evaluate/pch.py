@@ -30,6 +30,7 @@ pytest_hipkittens.evaluate.pch "$@"``; ``HK_REAL_CXX``, ``HK_PCH_DIR``, ``HK_PCH
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import re
@@ -130,13 +131,30 @@ def _start_pch_build(real_cxx: str, flags: list[str], folder: Path) -> None:
         f"&& mv -f {shlex.quote(str(tmp))} {shlex.quote(str(header))}.gch; rm -f {shlex.quote(str(tmp))} "
         f"{shlex.quote(str(claim))}"
     )
-    subprocess.Popen(
+    proc = subprocess.Popen(
         ["/bin/sh", "-c", script],
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         start_new_session=True,
     )
+    # Who holds the claim: a worker waits for a live builder (see building()), never for
+    # a dead one's leftover claim.
+    with contextlib.suppress(OSError):
+        claim.write_text(str(proc.pid), encoding="ascii")
+
+
+def building(root: Path) -> list[int]:
+    """Pids of the header builds under ``root`` (HK_PCH_DIR) still running."""
+    alive = []
+    for claim in root.glob("*/building"):
+        try:
+            pid = int(claim.read_text(encoding="ascii").strip())
+            os.kill(pid, 0)
+        except (OSError, ValueError):
+            continue
+        alive.append(pid)
+    return alive
 
 
 def command(args: list[str], env: dict[str, str], lean: str | None = None) -> list[str]:
