@@ -207,9 +207,13 @@ class HKPlugin:
         keys = sorted(set(keys))
         s = self.session.settings
         s.results.mkdir(parents=True, exist_ok=True)
+        try:
+            backend = self.session.backend.name  # "cpu", not "auto"
+        except Exception:  # noqa: BLE001 - reported where the backend is used
+            backend = s.backend
         write_json(
             s.results / MANIFEST,
-            {"problems": keys, "started": time.time(), "backend": s.backend, "llm": s.llm},
+            {"problems": keys, "started": time.time(), "backend": backend, "llm": s.llm},
         )
 
     @pytest.hookimpl(wrapper=True)

@@ -121,7 +121,7 @@ def damaged_record(key: str) -> dict[str, Any]:
         "problem": key,
         "status": "damaged",
         "category": "damaged",
-        "message": f"{key}/best_result.json is damaged (truncated or not a JSON object)",
+        "message": f"{key}/best_result.json cannot be read (truncated or not a JSON object)",
     }
 
 

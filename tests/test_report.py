@@ -208,7 +208,7 @@ def test_a_damaged_result_is_named_counted_and_never_dropped(tmp_path: Path) -> 
     done = report()
     assert done.returncode == 1
     assert done.stderr.strip() == (
-        "hk-report: damaged: level1/2_B/best_result.json is damaged (truncated or not a JSON object)"
+        "hk-report: damaged: level1/2_B/best_result.json cannot be read (truncated or not a JSON object)"
     )
     assert "solved 1/2" in done.stdout
     assert sorted(p.name for p in tree.root.iterdir()) == before  # read only

@@ -121,7 +121,8 @@ def main(argv: list[str] | None = None) -> int:
         where = f"; reports written to {out}"
     else:
         summary, where = summarize(records), ""
-    print(f"solved {summary['solved']}/{summary['problems']}{where}")
+    fast = "  ".join(f"{k}={v:.2f}" for k, v in summary["fast_p"].items())
+    print(f"solved {summary['solved']}/{summary['problems']}  {fast}{where}")
     if args.html:
         if len(trees) > 1 and not args.output:
             die("--html with several trees needs --output (the merged tree it renders)")
