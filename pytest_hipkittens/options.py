@@ -409,7 +409,9 @@ def _get(config: pytest.Config, dest: str, conv: Callable[[str], Any] = str) -> 
     value = config.getoption(dest, None)
     if value is not None and value is not False:
         return value
-    env = next((e for f, k, _i, e, _h in OPTIONS if k["dest"] == dest), None)
+    flag, kwargs, env = next(
+        ((f, k, e) for f, k, _i, e, _h in OPTIONS if k["dest"] == dest), (dest, {}, None)
+    )
     raw = None
     try:
         raw = config.getini(dest)
@@ -419,6 +421,9 @@ def _get(config: pytest.Config, dest: str, conv: Callable[[str], Any] = str) -> 
         raw = os.environ.get(env) or None
     if raw in (None, ""):
         return None
+    choices = kwargs.get("choices")
+    if choices and str(raw) not in choices:  # the command line's own check, for ini and env
+        raise pytest.UsageError(f"{flag}: {str(raw)!r} is not one of: {', '.join(choices)}")
     try:
         return conv(str(raw))
     except (argparse.ArgumentTypeError, ValueError) as exc:
@@ -472,8 +477,6 @@ def resolve_settings(config: pytest.Config) -> Settings:
     if prompt_file and not Path(prompt_file).is_file():
         raise pytest.UsageError(f"--hk-prompt: {prompt_file} not found")
     isolation = _or(_get(config, "hk_isolation"), d.isolation)
-    if isolation not in ("auto", "required", "off"):
-        raise pytest.UsageError(f"--hk-isolation: {isolation!r} is not auto, required or off")
     if isolation == "required":
         from .evaluate import isolation as iso
 

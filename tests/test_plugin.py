@@ -141,9 +141,16 @@ def test_isolation_setting_is_checked(kb: pytest.Pytester, monkeypatch) -> None:
     result.stderr.fnmatch_lines(
         ["ERROR: --hk-isolation required: workers cannot be isolated on this host (unshare*"]
     )
-    monkeypatch.setenv("HK_ISOLATION", "maybe")
+    monkeypatch.setenv("HK_ISOLATION", "maybe")  # env and ini values are checked like flags
     result = kb.runpytest("--range", "1")
-    result.stderr.fnmatch_lines(["ERROR: --hk-isolation: 'maybe' is not auto, required or off"])
+    result.stderr.fnmatch_lines(
+        ["ERROR: --hk-isolation: 'maybe' is not one of: auto, required, off"]
+    )
+    monkeypatch.delenv("HK_ISOLATION")
+    result = kb.runpytest("--range", "1", "-o", "hk_progress=loud")
+    result.stderr.fnmatch_lines(
+        ["ERROR: --hk-progress: 'loud' is not one of: auto, rich, plain, off"]
+    )
 
 
 def test_malformed_problem_file_is_a_usage_error(kb: pytest.Pytester, tmp_path: Path) -> None:
