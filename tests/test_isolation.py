@@ -26,7 +26,10 @@ PROBE = textwrap.dedent(
             return True
         except OSError:
             return False
-    remount = subprocess.run(["mount", "-o", "remount,rw", "/"], capture_output=True)
+    try:
+        remount = subprocess.run(["mount", "-o", "remount,rw", "/"], capture_output=True).returncode
+    except OSError:  # no mount(8) here: the namespace lock is not what stopped it
+        remount = 127
     def sysctl():
         try:
             with open("/proc/sys/vm/swappiness", "r+") as fh:
@@ -53,7 +56,7 @@ PROBE = textwrap.dedent(
         "relative": writes("in-scratch.txt"),
         "absolute": writes(os.path.join(scratch, "abs.txt")),
         "outside": writes(os.path.join(outside, "x.txt")),
-        "remount": remount.returncode,
+        "remount": remount,
         "uid": os.geteuid(),
     }))
     """
