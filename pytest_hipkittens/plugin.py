@@ -299,8 +299,7 @@ class HKPlugin:
         for line in report.table_lines(list(self.records.values())):
             tr.write_line(line)
         summary = report.summarize(list(self.records.values()))
-        fp = "  ".join(f"{k}={v:.2f}" for k, v in summary["fast_p"].items())
-        tr.write_line(f"solved {summary['solved']}/{summary['problems']}  {fp}")
+        tr.write_line(report.solved_line(summary))
         tr.write_line(f"results: {self.session.settings.results}")
 
     def pytest_unconfigure(self, config: pytest.Config) -> None:

@@ -125,6 +125,16 @@ def damaged_record(key: str) -> dict[str, Any]:
     }
 
 
+def fast_p_text(summary: dict[str, Any]) -> str:
+    """``fast_0=1.00  fast_1=0.33 …`` of a summary."""
+    return "  ".join(f"{k}={v:.2f}" for k, v in summary["fast_p"].items())
+
+
+def solved_line(summary: dict[str, Any]) -> str:
+    """The one-line verdict under a table: solved count and fast_p."""
+    return f"solved {summary['solved']}/{summary['problems']}  {fast_p_text(summary)}"
+
+
 def _fmt(value: Any, spec: str) -> str:
     return format(value, spec) if isinstance(value, (int, float)) else "-"
 
@@ -166,12 +176,11 @@ def write_reports(root: Path, records: list[dict[str, Any]]) -> dict[str, Any]:
             }
         )
     write_json(root / "detailed_report.json", {"summary": summary, "problems": detailed})
-    fp = summary["fast_p"]
     gm = summary["geomean_speedup_correct"]
     text = [
         f"pytest-hipkittens report: {summary['problems']} problem(s), "
         f"{summary['solved']} correct ({summary['solved_rate']:.0%})",
-        "fast_p: " + "  ".join(f"{k}={v:.2f}" for k, v in fp.items()),
+        "fast_p: " + fast_p_text(summary),
         f"geomean speedup (correct): {gm:.3f}" if gm else "geomean speedup (correct): -",
         "",
         *table_lines(records),

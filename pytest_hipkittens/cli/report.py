@@ -92,7 +92,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
 
-    from ..report import records_from_tree, summarize, table_lines, write_reports
+    from ..report import records_from_tree, solved_line, summarize, table_lines, write_reports
 
     trees = [Path(raw) for raw in args.results]
     for root in trees:
@@ -121,8 +121,7 @@ def main(argv: list[str] | None = None) -> int:
         where = f"; reports written to {out}"
     else:
         summary, where = summarize(records), ""
-    fast = "  ".join(f"{k}={v:.2f}" for k, v in summary["fast_p"].items())
-    print(f"solved {summary['solved']}/{summary['problems']}  {fast}{where}")
+    print(solved_line(summary) + where)
     if args.html:
         if len(trees) > 1 and not args.output:
             die("--html with several trees needs --output (the merged tree it renders)")
