@@ -191,13 +191,23 @@ def isolate(writable: list[str]) -> list[str]:
     return left
 
 
+def shortfall(left: list[str]) -> str | None:
+    """How an isolation that left mounts writable falls short (None when it did not)."""
+    return f"partial (still writable: {', '.join(left[:3])})" if left else None
+
+
 def unavailable() -> str | None:
-    """Why workers cannot be isolated on this host, or None (tried in a child process:
-    the namespaces cannot be left once entered)."""
+    """Why workers cannot be (fully) isolated on this host, or None — the same verdict
+    the workers' supervisor reaches, tried in a child process (the namespaces cannot be
+    left once entered)."""
     import subprocess
     import sys
 
-    code = "from pytest_hipkittens.evaluate.isolation import isolate; isolate([])"
+    code = (
+        "import sys\n"
+        "from pytest_hipkittens.evaluate.isolation import isolate, shortfall\n"
+        "sys.exit(shortfall(isolate([])))"
+    )
     try:
         done = subprocess.run(
             [sys.executable, "-c", code], capture_output=True, text=True, timeout=60

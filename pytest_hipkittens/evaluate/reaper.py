@@ -126,16 +126,13 @@ def _isolate() -> None:
     if mode == "off":
         os.environ["HK_ISOLATION"] = "none (off)"
         return
-    from .isolation import IsolationError, isolate
+    from .isolation import IsolationError, isolate, shortfall
 
     try:
-        left = isolate(writable)
+        state = shortfall(isolate(writable))
     except IsolationError as exc:
-        left, failed = [], str(exc)
-    else:
-        failed = ""
-    if failed or left:
-        state = f"none ({failed})" if failed else f"partial (still writable: {', '.join(left[:3])})"
+        state = f"none ({exc})"
+    if state:
         if mode == "required":
             print(f"[hk] isolation required but {state}", file=sys.stderr, flush=True)
             os._exit(3)
