@@ -118,6 +118,8 @@ class HKPlugin:
         self._manifest_written = False
         #: options validated and the backend usable: the run may write into the tree
         self.ready = False
+        #: when the run started (its manifest was written), for its record under runs/
+        self._started: float | None = None
 
     def problems(self) -> list[Problem]:
         if self._problems is None:
@@ -207,14 +209,22 @@ class HKPlugin:
         keys = sorted(set(keys))
         s = self.session.settings
         s.results.mkdir(parents=True, exist_ok=True)
-        try:
-            backend = self.session.backend.name  # "cpu", not "auto"
-        except Exception:  # noqa: BLE001 - reported where the backend is used
-            backend = s.backend
         write_json(
             s.results / MANIFEST,
-            {"problems": keys, "started": time.time(), "backend": backend, "llm": s.llm},
+            {
+                "problems": keys,
+                "started": self._started,
+                "backend": self._backend_name(),
+                "llm": s.llm,
+            },
         )
+
+    def _backend_name(self) -> str:
+        """The backend the run uses ("cpu", not "auto"), for the tree's records."""
+        try:
+            return self.session.backend.name
+        except Exception:  # noqa: BLE001 - reported where the backend is used
+            return self.session.settings.backend
 
     @pytest.hookimpl(wrapper=True)
     def pytest_runtest_makereport(self, item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
@@ -265,7 +275,7 @@ class HKPlugin:
         whole = {r["problem"]: r for r in report.records_from_tree(root)}
         whole.update(self.records)
         report.write_reports(root, list(whole.values()))
-        started = getattr(self, "_started", time.time())
+        started = self._started or time.time()
         stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime(started))
         stamp += f".{int(started * 1e6) % 1_000_000:06d}"  # several runs a second still sort
         write_json(
@@ -274,7 +284,7 @@ class HKPlugin:
                 "started": started,
                 "finished": time.time(),
                 "exit_status": int(exitstatus),
-                "backend": self.session.settings.backend,
+                "backend": self._backend_name(),
                 "llm": self.session.settings.llm,
                 "problems": sorted(self.records),
                 "summary": report.summarize(list(self.records.values())),

@@ -124,7 +124,8 @@ class ProblemResults:
         import time
 
         path = self.dir / "best_result.json"
-        aside = self.dir / f"best_result.damaged-{int(time.time())}.json"
+        # nanoseconds: two set aside within a second must not replace one another
+        aside = self.dir / f"best_result.damaged-{time.time_ns()}.json"
         path.rename(aside)
         return aside
 
