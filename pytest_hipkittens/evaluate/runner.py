@@ -176,8 +176,8 @@ class Evaluator:
     def _spawn(self) -> tuple[WorkerProcess, Path]:
         """A fresh worker, started ahead of time when possible.
 
-        A worker's start-up (interpreter, ``import torch``, the audit's dispatch-mode set-up)
-        costs ~2-3 s, several times that when a batch of builds starts at once; spares
+        A worker's start-up (interpreter, ``import torch``: ``startup.boot`` in the result)
+        costs ~1.5 s on a laptop and 4-5 s on a GPU host, more when many start at once; spares
         started in the background — one per concurrent build — hide it, so a build-cache hit
         costs little more than the candidate's import. Each worker still serves one
         candidate; spares whose environment no longer matches the settings are discarded.

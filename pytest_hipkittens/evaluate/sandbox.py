@@ -145,6 +145,8 @@ class WorkerProcess:
     ) -> None:
         self.log_path = log_path
         self.trusted = env.get("HK_ROLE") == "trusted"
+        #: how trace lines name it
+        self.role = "trusted" if self.trusted else "candidate"
         read_fd, write_fd = os.pipe()
         child_env = dict(env)
         child_env["HK_REPLY_FD"] = str(write_fd)
@@ -193,8 +195,7 @@ class WorkerProcess:
         try:
             return self._request(timeout, **msg)
         finally:
-            role = "trusted" if self.trusted else "candidate"
-            trace(f"{role} {msg.get('cmd')} {time.monotonic() - t0:.3f} s")
+            trace(f"{self.role} {msg.get('cmd')} {time.monotonic() - t0:.3f} s")
 
     def _request(self, timeout: float, **msg: Any) -> dict[str, Any]:
         try:
@@ -258,7 +259,7 @@ class WorkerProcess:
             self.proc.wait(timeout=10)
 
     def close(self) -> None:
-        """End the worker: SIGKILL to its group, then reap it.
+        """End the worker (see kill: its supervisor kills it and all it started) and reap it.
 
         No graceful exit: the worker holds nothing that must be saved, and an interpreter's
         finalisation (tensors freed one by one, atexit hooks) before the device context is
@@ -266,10 +267,7 @@ class WorkerProcess:
         """
         t0 = time.monotonic()
         self.kill()
-        if TRACE:
-            trace(
-                f"{'trusted' if self.trusted else 'candidate'} close {time.monotonic() - t0:.3f} s"
-            )
+        trace(f"{self.role} close {time.monotonic() - t0:.3f} s")
         for f in (self.proc.stdin,):
             try:
                 if f:

@@ -164,10 +164,10 @@ def not_credible(
         return None
     overhead = max(0.0, statistics.median(unaccounted_s(w, ms) for w, ms in ref))
     allowance = 2 * overhead + copy_s + 0.05
-    gap = statistics.median(unaccounted_s(w, ms) - 0.1 * explained_s(ms) for w, ms in new)
-    if gap <= allowance:
+    rounds = [(unaccounted_s(w, ms), explained_s(ms)) for w, ms in new]
+    if statistics.median(u - 0.1 * e for u, e in rounds) <= allowance:
         return None
-    gap = statistics.median(unaccounted_s(w, ms) for w, ms in new)
+    gap = statistics.median(u for u, _ in rounds)
     trials = statistics.median(len(ms) for _, ms in new)
     reported = statistics.median(statistics.median(ms) for _, ms in new)
     return (
