@@ -51,7 +51,7 @@ def hk_solution(
     store = hk_session.tree.problem(kb_problem.key)
     outcome = None
     if settings.redo:
-        store.clear()
+        store.supersede()
     else:
         outcome = load_outcome(hk_session, kb_problem)
         if outcome is None and store.damaged():

@@ -4,6 +4,7 @@ Layout (docs/architecture.md, "File contracts")::
 
     results/
       summary.json  detailed_report.txt  detailed_report.json  batch_run.log
+      superseded/level1/19_ReLU.<ns>/   a problem's earlier work, set aside by --hk-redo
       level1/19_ReLU/
         prompt_N.txt  response_N.txt  code_N.py  result_N.json   (N = 1, 2, … per candidate)
         best_prompt.txt  best_code.py  best_result.json          (written when the problem ends)
@@ -20,7 +21,6 @@ import contextlib
 import json
 import os
 import re
-import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -77,6 +77,7 @@ class ProblemResults:
 
     def __init__(self, root: Path, key: str) -> None:
         self.key = key
+        self.root = root
         self.dir = root / key
 
     def next_index(self) -> int:
@@ -146,9 +147,18 @@ class ProblemResults:
                     found.append((int(m.group(1)), data))
         return [d for _, d in sorted(found, key=lambda x: x[0])]
 
-    def clear(self) -> None:
-        """Forget earlier work on this problem (``--hk-redo``)."""
-        shutil.rmtree(self.dir, ignore_errors=True)
+    def supersede(self) -> Path | None:
+        """Start this problem over (``--hk-redo``) without losing its earlier work: the
+        folder moves to ``superseded/<key>.<ns>`` (outside ``level*/``, so no reader counts
+        it as a problem); its new place, or None when there was nothing to move."""
+        import time
+
+        if not self.dir.exists():
+            return None
+        dest = self.root / "superseded" / f"{self.key}.{time.time_ns()}"
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        self.dir.rename(dest)
+        return dest
 
 
 class ResultsTree:

@@ -260,6 +260,9 @@ def test_incorrect_then_fixed_with_reflection_and_resume(
     )
     redo.assert_outcomes(failed=1)
     assert not (tree / "result_2.json").exists()
+    # … and the earlier work is set aside, never deleted.
+    (kept,) = (kb.path / "results" / "superseded" / "level1").iterdir()
+    assert kept.name.startswith("1_Scale.") and (kept / "result_2.json").is_file()
 
 
 def test_never_correct_fails_with_category_and_last_error(

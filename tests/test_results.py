@@ -55,5 +55,8 @@ def test_problem_files_layout_and_resume(tmp_path: Path) -> None:
     store.write_best("p1", "c1", {"status": "incorrect"})
     assert store.best() == {"status": "incorrect"} and store.best_code() == "c1"
     assert [p.key for p in tree.problems()] == ["level1/19_ReLU"]
-    store.clear()
+    kept = store.supersede()
     assert store.best() is None and tree.problems() == []
+    # set aside, not deleted, and out of the readers' sight
+    assert kept is not None and (kept / "best_result.json").is_file()
+    assert kept.parent == tree.root / "superseded" / "level1" and store.supersede() is None
