@@ -68,16 +68,16 @@ for f in relu_ref_2 relu_cuda_cached relu256_cuda_cached; do
   grep -E '^\[hk-trace\] .*(boot|close|evaluate)' "$out/$f.log" | tee -a "$out/single.txt"
   grep '^\[hk-trace\]' "$out/$f.log" | grep -vE 'boot|close|evaluate' | awk '{a[$2" "$3]+=$4; n[$2" "$3]++} END {for (k in a) printf "  %-22s %3d %7.3f\n", k, n[k], a[k]}' | sort -k3 -n -r | head -8
   python3 - "$out/$f.log" <<'PY' | tee -a "$out/single.txt"
-import json, sys
+import json, re, sys
 text = open(sys.argv[1]).read()
-try:
-    r = json.loads(text[text.index("{"):])
-except ValueError:
+try:  # the result: from the first line that opens a JSON object (after the trace lines)
+    r = json.loads(text[re.search(r"^\{", text, re.M).start():])
+except (AttributeError, ValueError):
     print(sys.argv[1], "no result"); sys.exit()
 t = r.get("timing") or {}
 print(sys.argv[1].split("/")[-1], r["status"], "ref_ms", t.get("ref_ms"), "new_ms", t.get("new_ms"),
       "speedup", t.get("speedup"), "phases", r.get("eval_phases"), "mem", r.get("memory_gb"),
-      "build_s", r.get("build_seconds"), "eval_s", r.get("eval_seconds"))
+      "build_s", r.get("build_seconds"), "eval_s", r.get("eval_seconds"), "wall_check", t.get("wall_check"))
 PY
 done
 cat "$out"/floor_*.log | tee -a "$out/single.txt"

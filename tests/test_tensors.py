@@ -22,7 +22,7 @@ from pytest_hipkittens.evaluate.tensors import (
     rebuild,
     tensors,
 )
-from pytest_hipkittens.evaluate.timing import not_credible, plan
+from pytest_hipkittens.evaluate.timing import not_credible, plan, wall_check
 
 
 @pytest.fixture
@@ -129,8 +129,22 @@ def test_reported_times_must_explain_the_rounds_the_parent_saw() -> None:
     assert not_credible(hiccup, ref) is None
     lying = [(0.44, [3.0] * 10)] * 5  # 10 calls of ~40 ms reported as 3 ms each
     reason = not_credible(lying, ref)
-    assert reason and "407 ms longer than 10 trials of the 3.000 ms" in reason
+    assert reason and "407.0 ms more than 10 trials of the 3.000 ms" in reason
+    assert "about 36.155 ms of each call" in reason
     assert not_credible(lying, ref, copy_s=0.5) is None  # within the allowance for copies
+
+
+def test_a_small_lie_per_call_adds_up_over_a_round() -> None:
+    # Reference: 10 trials of 0.013 ms in rounds of ~1 ms (flushes, relay), a little jitter.
+    ref = [(0.0010 + j, [0.013] * 10) for j in (0.0, 0.0001, -0.0001, 0.0002, 0.0)] * 2
+    honest = [(0.0014 + j, [0.011] * 10) for j in (0.0, 0.0002, 0.0001, -0.0001, 0.0)] * 2
+    check = wall_check(honest, ref)
+    assert check and check["hidden_ms"] == 0 and not_credible(honest, ref) is None
+    # Kernels of ~1 ms reported as 0.05 ms: 11 calls a round leave ~10 ms unexplained.
+    lying = [(0.0010 + 11 * 0.00095 + j, [0.05] * 10) for j in (0.0, 0.0003, 0.0)] * 3
+    reason = not_credible(lying, ref)
+    assert reason and "went unreported" in reason
+    assert 0.5 < wall_check(lying, ref)["hidden_ms"] < 0.95
 
 
 def test_bytes_a_forward_must_move_count_each_storage_once() -> None:

@@ -144,6 +144,46 @@ def unaccounted_s(wall_s: float, ms: list[float]) -> float:
     return wall_s - explained_s(ms)
 
 
+#: A round's unexplained time may exceed the reference's by this much before the median
+#: over rounds is held against the candidate (relay and scheduling jitter; seconds).
+WALL_SLACK_S = 0.003
+
+
+def wall_check(
+    new: list[tuple[float, list[float]]],
+    ref: list[tuple[float, list[float]]],
+    copy_s: float = 0.0,
+) -> dict[str, float] | None:
+    """The parent's clock against the candidate's reported times, in figures.
+
+    The candidate's trials are timed in its own process, where its code can replace any
+    function or method the timer uses. The parent's clock around each round (``(wall_s,
+    trial ms)`` per round) is out of its reach: a round must be explained by its reported
+    trials plus the harness's own overhead, which the reference's rounds (same timer code,
+    same relay, in the trusted process) measure, with their jitter. ``copy_s`` allows for
+    per-round copies only the candidate side makes (the cpu backend's private inputs and
+    exported output). ``hidden_ms`` is the median round's unexplained time beyond the
+    reference's spread over the calls of the round: what each call took that it did not
+    report. ``allowance_ms`` is what a round may carry before that counts.
+    """
+    if not new or not ref:
+        return None
+    ref_u = [unaccounted_s(w, ms) for w, ms in ref]
+    overhead = max(0.0, statistics.median(ref_u))
+    jitter = 1.4826 * statistics.median(abs(u - overhead) for u in ref_u)
+    allowance = 1.5 * overhead + max(WALL_SLACK_S, 4 * jitter) + copy_s
+    excess = [
+        (unaccounted_s(w, ms) - allowance - 0.1 * explained_s(ms)) / (len(ms) + 1) for w, ms in new
+    ]
+    return {
+        "ref_overhead_ms": overhead * 1e3,
+        "ref_jitter_ms": jitter * 1e3,
+        "new_overhead_ms": statistics.median(unaccounted_s(w, ms) for w, ms in new) * 1e3,
+        "allowance_ms": allowance * 1e3,
+        "hidden_ms": max(0.0, statistics.median(excess)) * 1e3,
+    }
+
+
 def not_credible(
     new: list[tuple[float, list[float]]],
     ref: list[tuple[float, list[float]]],
@@ -151,27 +191,19 @@ def not_credible(
 ) -> str | None:
     """Why the candidate's reported times cannot be what its rounds took, or None.
 
-    The candidate's trials are timed in its own process, where its code can replace any
-    function or method the timer uses. The parent's clock around each round (``(wall_s,
-    trial ms)`` per round) is out of its reach: a round must be explained by its reported
-    trials plus the harness's own overhead, which the reference's rounds (same timer code,
-    same relay, in the trusted process) measure. ``copy_s`` allows for per-round copies
-    only the candidate side makes (the cpu backend's private inputs and exported output).
-    Medians over rounds, so one scheduling hiccup convicts no one; and 10% of the round's
-    own reported time on top, so long honest rounds are not held to a fixed margin.
+    Judged on the median round (``wall_check``), so one scheduling hiccup convicts no one,
+    and with 10% of the round's own reported time on top, so long honest rounds are not
+    held to a fixed margin.
     """
-    if not new or not ref:
+    check = wall_check(new, ref, copy_s)
+    if not check or check["hidden_ms"] <= 0:
         return None
-    overhead = max(0.0, statistics.median(unaccounted_s(w, ms) for w, ms in ref))
-    allowance = 2 * overhead + copy_s + 0.05
-    rounds = [(unaccounted_s(w, ms), explained_s(ms)) for w, ms in new]
-    if statistics.median(u - 0.1 * e for u, e in rounds) <= allowance:
-        return None
-    gap = statistics.median(u for u, _ in rounds)
     trials = statistics.median(len(ms) for _, ms in new)
     reported = statistics.median(statistics.median(ms) for _, ms in new)
     return (
-        f"its timed rounds took {gap * 1e3:.0f} ms longer than {trials:g} trials of the "
-        f"{reported:.3f} ms it reported can explain (harness overhead, from the reference's "
-        f"rounds: {overhead * 1e3:.1f} ms): the times it reported are not what the calls took"
+        f"its timed rounds took {check['new_overhead_ms']:.1f} ms more than {trials:g} "
+        f"trials of the {reported:.3f} ms it reported can explain, where the reference's "
+        f"rounds needed {check['ref_overhead_ms']:.1f} ms (jitter "
+        f"{check['ref_jitter_ms']:.1f} ms): about {check['hidden_ms']:.3f} ms of each call "
+        "went unreported"
     )

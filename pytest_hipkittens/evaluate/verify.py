@@ -29,7 +29,7 @@ from .config import EvalConfig
 from .reference import Reference
 from .sandbox import WorkerProcess
 from .schema import failure_status
-from .timing import not_credible, plan, summarize
+from .timing import not_credible, plan, summarize, wall_check
 
 #: Timing rounds whose last output is compared, besides the last round (chosen at random).
 CHECKED_ROUNDS = 3
@@ -225,8 +225,9 @@ class Run:
             self.rounds["ref"].append((time.monotonic() - t0, reply["ms"]))
         return reply
 
-    def _credible(self) -> None:
-        """Reject reported times the parent's clock contradicts (timing.not_credible)."""
+    def _credible(self) -> dict[str, float] | None:
+        """Reject reported times the parent's clock contradicts (timing.not_credible); the
+        figures of that check otherwise, for the result."""
         copy_s = 0.0
         if self.cfg.backend.device == "cpu":
             # The cpu worker copies its inputs to private memory and its last output to
@@ -235,6 +236,7 @@ class Run:
         reason = not_credible(self.rounds["new"], self.rounds["ref"], copy_s)
         if reason:
             raise Verdict("rejected", "rejected", f"timing not credible: {reason}")
+        return wall_check(self.rounds["new"], self.rounds["ref"], copy_s)
 
     def timing(self, seeds: list[int], trials: int) -> dict[str, Any]:
         """Reference and candidate ms in alternating rounds; rounds' last outputs checked.
@@ -283,8 +285,9 @@ class Run:
                 else:
                     reply = self._ref_timed(which=which, seed=seed, trials=count)
                 samples[which].extend(reply["ms"])
-        self._credible()
+        wall = self._credible()
         return {
+            "wall_check": wall,
             "ref_ms": samples["ref"],
             "new_ms": samples["new"],
             "compile_ms": samples.get("compiled"),
@@ -316,4 +319,6 @@ def timing_record(answer: dict[str, Any], work: dict[str, Any]) -> dict[str, Any
         timing["speedup_vs_compile"] = compile_ms / new_ms if new_ms > 0 else float("inf")
     if answer.get("compile_error"):
         timing["compile_error"] = answer["compile_error"]
+    if answer.get("wall_check"):
+        timing["wall_check"] = {k: round(v, 4) for k, v in answer["wall_check"].items()}
     return timing

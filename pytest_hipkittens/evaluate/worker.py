@@ -28,6 +28,7 @@ from .sandbox import boot_mark, boot_report
 boot_mark("interpreter")  # before torch: start-up stages are reported by the first load
 import torch  # noqa: E402
 
+from .integrity import Fingerprint  # noqa: E402
 from .loading import (  # noqa: E402
     DTYPES,
     build_model,
@@ -39,42 +40,56 @@ from .loading import (  # noqa: E402
     sync,
 )
 from .tensors import Arena, SpecError, describe, rebuild, tensors  # noqa: E402
+from .timing import make_timer, run_trials, warm  # noqa: E402 - bound before any candidate
 
 # Harness references taken before any candidate code runs.
 _perf_counter = time.perf_counter
 _active_threads = threading.enumerate
 
-#: What the timing and checking code relies on; a candidate that rebinds any is rejected.
-HARNESS_FUNCTIONS: dict[str, tuple[Any, str, Any]] = {
-    "time.perf_counter": (time, "perf_counter", time.perf_counter),
-    "time.monotonic_ns": (time, "monotonic_ns", time.monotonic_ns),
-    "torch.manual_seed": (torch, "manual_seed", torch.manual_seed),
-    "torch.equal": (torch, "equal", torch.equal),
-    "torch.cuda.synchronize": (torch.cuda, "synchronize", torch.cuda.synchronize),
-    "torch.cuda.Event": (torch.cuda, "Event", torch.cuda.Event),
-    "torch.nn.Module.__call__": (torch.nn.Module, "__call__", torch.nn.Module.__call__),
-}
+#: Set by ``main`` once the worker's own imports are done, before any candidate code runs.
+_FINGERPRINT: Fingerprint | None = None
+
+#: torch entry points the timing, flushing and checking code calls through (beyond the
+#: worker's own modules and the standard library ones ``fingerprint`` watches whole).
+_TORCH_NAMES: list[tuple[str, Any, list[str] | None]] = [
+    ("torch", torch, ["manual_seed", "equal", "no_grad", "empty"]),
+    ("torch.cuda", torch.cuda, ["synchronize", "current_stream", "current_device", "Event"]),
+    ("torch.cuda.Event", torch.cuda.Event, None),
+    ("torch.nn.Module", torch.nn.Module, ["__call__", "_call_impl"]),
+    ("torch.Tensor", torch.Tensor, ["zero_", "data_ptr", "untyped_storage", "numel"]),
+]
 
 
-def _intact(current: Any, orig: Any) -> bool:
-    """``current`` is ``orig``, or torch's own wrapper of it.
+def fingerprint() -> Fingerprint:
+    """What the worker measures and reports with, as it is now (see integrity.py): its own
+    modules and their classes, the modules it reaches them through, ``time``, ``json``,
+    the builtins and the torch entry points above."""
+    import builtins
+    import json.encoder
 
-    Importing ``torch._dynamo`` (torch.compile, dispatch modes) rewraps ``torch.manual_seed``
-    in ``torch._disable_dynamo``; the harness calls the references it saved, so that wrapper
-    changes nothing it relies on.
-    """
-    if current is orig:
-        return True
-    return "torch._dynamo" in sys.modules and getattr(current, "__wrapped__", None) is orig
+    fp = Fingerprint()
+    ours = sorted(n for n in sys.modules if n.startswith(__package__ + "."))
+    fp.add("sys.modules", sys.modules, ours)
+    for name in ours:
+        fp.add_module(sys.modules[name])
+    for module in (time, json, json.encoder):
+        fp.add_module(module)
+    fp.add("builtins", builtins)
+    for label, owner, names in _TORCH_NAMES:
+        fp.add(label, owner, names)
+    return fp
 
 
 def tampered() -> list[str]:
-    """Harness functions that no longer are what they were before candidate code ran."""
-    return [
-        name
-        for name, (owner, attr, orig) in HARNESS_FUNCTIONS.items()
-        if not _intact(getattr(owner, attr, None), orig)
-    ]
+    """Harness code that is no longer what it was before candidate code ran."""
+    if _FINGERPRINT is None:
+        return []
+    changed = _FINGERPRINT.changed()
+    if "torch._dynamo" in sys.modules:
+        # Importing torch._dynamo (torch.compile, dispatch modes) rewraps manual_seed in
+        # torch._disable_dynamo; seeding is not part of what is measured.
+        changed = [c for c in changed if c != "torch.manual_seed"]
+    return changed
 
 
 def _wait_for_header_builds(limit_s: float = 600.0) -> None:
@@ -150,6 +165,10 @@ class Candidate:
             return {"ok": False, "category": "bad_problem", "message": bad}
         if self.device != "cpu":
             torch.empty(1, device=self.device)  # the device context now, not when timed
+        # The timer exists before the candidate does: its closures are fingerprinted too.
+        self._timer = make_timer(self.device, self.flush_bytes)
+        if _FINGERPRINT is not None:
+            _FINGERPRINT.add("timer", self._timer)
         return {"ok": True}
 
     def build(self, msg: dict) -> dict:
@@ -250,8 +269,6 @@ class Candidate:
         A timed round exports the output of its last call, which the trusted side compares
         with the reference: a candidate that does less once it is being timed is caught.
         """
-        from .timing import make_timer, run_trials, warm
-
         assert self._inputs is not None
         self.release_outputs()
         model, inputs = self.model(), self._inputs
@@ -410,6 +427,8 @@ def main() -> int:
         import torch.utils.cpp_extension  # noqa: F401
 
         handlers = Candidate().handlers()
+    global _FINGERPRINT
+    _FINGERPRINT = fingerprint()
     boot_mark("setup")
     booting = True
     for line in sys.stdin:
