@@ -71,7 +71,7 @@ for f in relu_ref_2 relu_cuda_cached relu256_cuda_cached; do
 import json, re, sys
 text = open(sys.argv[1]).read()
 try:  # the result: from the first line that opens a JSON object (after the trace lines)
-    r = json.loads(text[re.search(r"^\{", text, re.M).start():])
+    r = json.JSONDecoder().raw_decode(text[re.search(r"^\{", text, re.M).start():])[0]
 except (AttributeError, ValueError):
     print(sys.argv[1], "no result"); sys.exit()
 t = r.get("timing") or {}
