@@ -188,7 +188,8 @@ class Run:
     def _timed_new(self, seed: int, when: str, checked: bool = True, **msg: Any) -> dict[str, Any]:
         """The candidate's timed calls; the last one's output must match the reference.
 
-        Every round exports that output; only some are compared (``checked``), chosen at
+        The parent's clock runs around the timed calls alone (``timed``); the last output
+        is exported afterwards, and only some rounds' are compared (``checked``), chosen at
         random, so the candidate cannot tell which round it may skip work in.
         """
         t0 = time.monotonic()
@@ -198,12 +199,14 @@ class Run:
         if reply.get("ok") and not checked:
             self._cand(cmd="release")
             return reply
-        if reply.get("ok"):
-            check = self._check(seed, reply["outputs"])
-        elif reply.get("category") == "incorrect":
-            check = {"ok": True, "match": False, "message": reply.get("message")}
+        exported = self._cand(cmd="export_last") if reply.get("ok") else reply
+        if exported.get("ok"):
+            check = self._check(seed, exported["outputs"])
+        elif exported.get("category") == "incorrect":
+            self._cand(cmd="release")
+            check = {"ok": True, "match": False, "message": exported.get("message")}
         else:
-            _answer(reply, "timing: ")
+            _answer(exported, "timing: ")
         # An in-place problem's timed calls see inputs changed by the calls before.
         in_place = self.ref.flags["mutates_inputs"]
         if not in_place and not (check.get("ok") and check.get("match")):

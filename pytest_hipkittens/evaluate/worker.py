@@ -144,6 +144,7 @@ class Candidate:
         self._in_arena: Arena | None = None
         self._out_arena: Arena | None = None
         self._timer: Any = None
+        self._last: Any = None  # the last timed call's output, until exported or released
 
     def model(self) -> Any:
         """The one ``ModelNew`` instance of this worker (built like the reference)."""
@@ -259,6 +260,8 @@ class Candidate:
         }
 
     def release_outputs(self, msg: dict | None = None) -> dict:
+        """Drop the last timed output and the exported ones (the trusted side is done)."""
+        self._last = None
         if self._out_arena is not None:
             self._out_arena.release()
         return {"ok": True}
@@ -266,11 +269,14 @@ class Candidate:
     def timed(self, msg: dict) -> dict:
         """Warm up (``warmup``: the median ms) or time the candidate on its buffers.
 
-        A timed round exports the output of its last call, which the trusted side compares
-        with the reference: a candidate that does less once it is being timed is caught.
+        Nothing but the calls happens here: the parent's clock around this command is held
+        against the milliseconds it reports (timing.not_credible), so the export of the
+        last call's output (``export_last``, which the trusted side then compares with the
+        reference) and the release of what the round left (``release``) are commands of
+        their own.
         """
         assert self._inputs is not None
-        self.release_outputs()
+        self._last = None
         model, inputs = self.model(), self._inputs
         if self.device == "cpu":
             # Timed on private memory, like the reference in the trusted process: a shared
@@ -297,12 +303,16 @@ class Candidate:
             return _rejected(
                 f"candidate replaced harness function(s) while timed: {', '.join(tampered())}"
             )
-        try:
-            answer["outputs"] = self._export(last[0])
-        except SpecError as exc:
-            return {"ok": False, "category": "incorrect", "message": f"outputs: {exc}"}
+        self._last = last[0]
         answer["method"] = self._timer.method
         return answer
+
+    def export_last(self, msg: dict) -> dict:
+        """The output of the last timed call, exported for the trusted comparison."""
+        try:
+            return {"ok": True, "outputs": self._export(self._last)}
+        except SpecError as exc:
+            return {"ok": False, "category": "incorrect", "message": f"outputs: {exc}"}
 
     def audit(self, msg: dict) -> dict:
         """One watched forward: which ops and compiled functions did the work (see audit.py)."""
@@ -335,6 +345,7 @@ class Candidate:
             "forward": self.forward,
             "release": self.release_outputs,
             "timed": self.timed,
+            "export_last": self.export_last,
             "audit": self.audit,
             "profile": self.profile,
         }
