@@ -100,17 +100,26 @@ def warm(fn: Callable[[], object], timer: Timer, warmup: int = 3, warmup_s: floa
     return statistics.median(samples)
 
 
-def run_trials(fn: Callable[[], object], timer: Timer, trials: int) -> list[float]:
+def run_trials(
+    fn: Callable[[], object],
+    timer: Timer,
+    trials: int,
+    before: Callable[[], None] | None = None,
+) -> list[float]:
     """Milliseconds of ``trials`` calls, each after a cache flush.
 
     One untimed call comes first: a round starts after its inputs were refilled and, on
     either side, memory may have been handed back to the device between rounds; the first
-    call of a round would pay for that on one side and not the other.
+    call of a round would pay for that on one side and not the other. ``before`` runs
+    ahead of each timed call's flush, outside the timed region (both sides spoil the
+    previous call's output there: ``tensors.spoil``).
     """
     timer.flush()
     timer.measure(fn)
     out = []
     for _ in range(trials):
+        if before is not None:
+            before()
         timer.flush()
         out.append(timer.measure(fn))
     return out

@@ -31,7 +31,7 @@ import torch
 
 from .compare import compare_outputs, same_bits
 from .loading import DTYPES, build_model, load_problem, make_inputs, peak_bytes, sync
-from .tensors import SpecError, describe, layout, open_spec, rebuild, tensors
+from .tensors import SpecError, describe, layout, open_spec, rebuild, spoil, tensors
 
 
 def _nbytes(value: Any) -> int:
@@ -279,11 +279,20 @@ class Trusted:
             model = self._compiled
         else:
             model = self.model
+        last: list[Any] = [None]
+
+        def call() -> None:
+            # As in the candidate's worker: the previous output is freed inside the call.
+            last[0] = None
+            last[0] = model(*inputs)
+
         with torch.no_grad():
             if msg.get("warmup"):
-                est = warm(lambda: model(*inputs), self._timer, msg["warmup"], msg["warmup_s"])
+                est = warm(call, self._timer, msg["warmup"], msg["warmup_s"])
                 return {"ok": True, "est_ms": est, "method": self._timer.method}
-            samples = run_trials(lambda: model(*inputs), self._timer, msg["trials"])
+            samples = run_trials(
+                call, self._timer, msg["trials"], before=lambda: spoil(last[0], inputs)
+            )
         return {"ok": True, "ms": samples, "method": self._timer.method}
 
     def compile(self, msg: dict) -> dict:

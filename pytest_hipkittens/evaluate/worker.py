@@ -39,7 +39,7 @@ from .loading import (  # noqa: E402
     peak_bytes,
     sync,
 )
-from .tensors import Arena, SpecError, describe, rebuild, tensors  # noqa: E402
+from .tensors import Arena, SpecError, describe, rebuild, spoil, tensors  # noqa: E402
 from .timing import make_timer, run_trials, warm  # noqa: E402 - bound before any candidate
 
 # Harness references taken before any candidate code runs.
@@ -297,7 +297,10 @@ class Candidate:
                 est = warm(call, self._timer, msg["warmup"], msg["warmup_s"])
                 answer: dict[str, Any] = {"ok": True, "est_ms": est}
             else:
-                answer = {"ok": True, "ms": run_trials(call, self._timer, msg["trials"])}
+                ms = run_trials(
+                    call, self._timer, msg["trials"], before=lambda: spoil(last[0], inputs)
+                )
+                answer = {"ok": True, "ms": ms}
         sync(self.device)
         if tampered():
             return _rejected(
