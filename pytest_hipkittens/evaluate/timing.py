@@ -154,14 +154,18 @@ def unaccounted_s(wall_s: float, ms: list[float]) -> float:
 
 
 #: A round's unexplained time may exceed the reference's by this much before the median
-#: over rounds is held against the candidate (relay and scheduling jitter; seconds).
-WALL_SLACK_S = 0.003
+#: over rounds is held against the candidate (relay and scheduling jitter; seconds). On the
+#: cpu backend the workers share a few busy cores with everything else (builds, the test
+#: suite's other processes): an honest round there came out 4.3 ms over on 2 cores.
+WALL_SLACK_S = {"cpu": 0.025}
+WALL_SLACK_DEFAULT_S = 0.003
 
 
 def wall_check(
     new: list[tuple[float, list[float]]],
     ref: list[tuple[float, list[float]]],
     copy_s: float = 0.0,
+    device: str = "cuda",
 ) -> dict[str, float] | None:
     """The parent's clock against the candidate's reported times, in figures.
 
@@ -180,7 +184,8 @@ def wall_check(
     ref_u = [unaccounted_s(w, ms) for w, ms in ref]
     overhead = max(0.0, statistics.median(ref_u))
     jitter = 1.4826 * statistics.median(abs(u - overhead) for u in ref_u)
-    allowance = 1.5 * overhead + max(WALL_SLACK_S, 4 * jitter) + copy_s
+    slack = WALL_SLACK_S.get(device, WALL_SLACK_DEFAULT_S)
+    allowance = 1.5 * overhead + max(slack, 4 * jitter) + copy_s
     excess = [
         (unaccounted_s(w, ms) - allowance - 0.1 * explained_s(ms)) / (len(ms) + 1) for w, ms in new
     ]
@@ -197,6 +202,7 @@ def not_credible(
     new: list[tuple[float, list[float]]],
     ref: list[tuple[float, list[float]]],
     copy_s: float = 0.0,
+    device: str = "cuda",
 ) -> str | None:
     """Why the candidate's reported times cannot be what its rounds took, or None.
 
@@ -204,7 +210,7 @@ def not_credible(
     and with 10% of the round's own reported time on top, so long honest rounds are not
     held to a fixed margin.
     """
-    check = wall_check(new, ref, copy_s)
+    check = wall_check(new, ref, copy_s, device)
     if not check or check["hidden_ms"] <= 0:
         return None
     trials = statistics.median(len(ms) for _, ms in new)

@@ -236,10 +236,11 @@ class Run:
             # The cpu worker copies its inputs to private memory and its last output to
             # shared memory in every round; allowed for at a slow 1 GB/s.
             copy_s = (self.ref.work.get("bytes") or 0) / 1e9
-        reason = not_credible(self.rounds["new"], self.rounds["ref"], copy_s)
+        device = self.cfg.backend.device
+        reason = not_credible(self.rounds["new"], self.rounds["ref"], copy_s, device)
         if reason:
             raise Verdict("rejected", "rejected", f"timing not credible: {reason}")
-        return wall_check(self.rounds["new"], self.rounds["ref"], copy_s)
+        return wall_check(self.rounds["new"], self.rounds["ref"], copy_s, device)
 
     def timing(self, seeds: list[int], trials: int) -> dict[str, Any]:
         """Reference and candidate ms in alternating rounds; rounds' last outputs checked.
