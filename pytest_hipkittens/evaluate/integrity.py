@@ -54,10 +54,11 @@ class Fingerprint:
     entries that are no longer the same objects."""
 
     def __init__(self) -> None:
-        # Per watched owner (looked up again at each check: an instance's __dict__ can be
-        # replaced whole), its entries: (label, attribute name, parts when watched).
+        # Per watched owner (its namespace looked up again at each check: an instance's
+        # __dict__ can be replaced whole): attribute name -> (label, parts when watched).
         self._entries: dict[int, tuple[Any, dict[str, tuple[str, tuple[Any, ...]]]]] = {}
         self._closed: list[tuple[str, Any, frozenset[str]]] = []
+        self._builtin_names = frozenset(vars(builtins))
 
     def add(self, label: str, owner: Any, names: Iterable[str] | None = None) -> None:
         """Watch ``owner``'s attributes (all callables when ``names`` is None). A class is
@@ -77,15 +78,14 @@ class Fingerprint:
                 key = f"{label}.{name}" if own is owner else f"{label}({own.__name__}).{name}"
                 self._entries.setdefault(id(own), (own, {}))[1][name] = (key, _parts(value))
 
-    def add_module(self, module: types.ModuleType, classes: bool = True) -> None:
+    def add_module(self, module: types.ModuleType) -> None:
         """Watch a module's callables, and also names added to it later that would shadow
         a builtin for its code (``float``, ``sum``, ``min`` …)."""
         self.add(module.__name__, module)
         self._closed.append((module.__name__, module, frozenset(vars(module))))
-        if classes:
-            for value in list(vars(module).values()):
-                if isinstance(value, type) and value.__module__ == module.__name__:
-                    self.add(f"{module.__name__}.{value.__name__}", value)
+        for value in list(vars(module).values()):
+            if isinstance(value, type) and value.__module__ == module.__name__:
+                self.add(f"{module.__name__}.{value.__name__}", value)
 
     def changed(self) -> list[str]:
         """Names of the watched entries that changed, in a stable order."""
@@ -96,9 +96,8 @@ class Fingerprint:
                 now = space.get(name, _MISSING)
                 if now is not parts[0] or (len(parts) > 1 and not _same(_parts(now), parts)):
                     out.append(key)
-        shadows = set(vars(builtins))
         for label, module, before in self._closed:
-            added = (set(vars(module)) - before) & shadows
+            added = (set(vars(module)) - before) & self._builtin_names
             out.extend(f"{label}.{name} (shadows the builtin)" for name in sorted(added))
         return out
 

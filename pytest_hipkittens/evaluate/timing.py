@@ -210,7 +210,11 @@ def not_credible(
     and with 10% of the round's own reported time on top, so long honest rounds are not
     held to a fixed margin.
     """
-    check = wall_check(new, ref, copy_s, device)
+    return wall_reason(wall_check(new, ref, copy_s, device), new)
+
+
+def wall_reason(check: dict[str, float] | None, new: list[tuple[float, list[float]]]) -> str | None:
+    """The rejection reason ``wall_check``'s figures ``check`` amount to, or None."""
     if not check or check["hidden_ms"] <= 0:
         return None
     trials = statistics.median(len(ms) for _, ms in new)

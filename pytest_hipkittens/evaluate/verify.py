@@ -29,7 +29,7 @@ from .config import EvalConfig
 from .reference import Reference
 from .sandbox import WorkerProcess
 from .schema import failure_status
-from .timing import not_credible, plan, summarize, wall_check
+from .timing import plan, summarize, wall_check, wall_reason
 
 #: Timing rounds whose last output is compared, besides the last round (chosen at random).
 CHECKED_ROUNDS = 3
@@ -229,18 +229,19 @@ class Run:
         return reply
 
     def _credible(self) -> dict[str, float] | None:
-        """Reject reported times the parent's clock contradicts (timing.not_credible); the
+        """Reject reported times the parent's clock contradicts (timing.wall_check); the
         figures of that check otherwise, for the result."""
+        device = self.cfg.backend.device
         copy_s = 0.0
-        if self.cfg.backend.device == "cpu":
+        if device == "cpu":
             # The cpu worker copies its inputs to private memory and its last output to
             # shared memory in every round; allowed for at a slow 1 GB/s.
             copy_s = (self.ref.work.get("bytes") or 0) / 1e9
-        device = self.cfg.backend.device
-        reason = not_credible(self.rounds["new"], self.rounds["ref"], copy_s, device)
+        check = wall_check(self.rounds["new"], self.rounds["ref"], copy_s, device)
+        reason = wall_reason(check, self.rounds["new"])
         if reason:
             raise Verdict("rejected", "rejected", f"timing not credible: {reason}")
-        return wall_check(self.rounds["new"], self.rounds["ref"], copy_s, device)
+        return check
 
     def timing(self, seeds: list[int], trials: int) -> dict[str, Any]:
         """Reference and candidate ms in alternating rounds; rounds' last outputs checked.

@@ -92,6 +92,15 @@ def tampered() -> list[str]:
     return changed
 
 
+def tamper_rejection(when: str = "") -> dict | None:
+    """The rejection reply when candidate code changed harness code (``tampered``), else
+    None; ``when`` says during what (`` while timed``)."""
+    changed = tampered()
+    if not changed:
+        return None
+    return _rejected(f"candidate replaced harness function(s){when}: {', '.join(changed)}")
+
+
 def _wait_for_header_builds(limit_s: float = 600.0) -> None:
     """Let the precompiled-header builds this build started in the background (pch.py)
     finish before anything is timed: they are compilers on the cores the timing is about
@@ -197,8 +206,8 @@ class Candidate:
                 "message": "candidate defines no ModelNew",
             }
         _wait_for_header_builds()
-        if tampered():
-            return _rejected(f"candidate replaced harness function(s): {', '.join(tampered())}")
+        if rejected := tamper_rejection():
+            return rejected
         return {"ok": True, "seconds": _perf_counter() - t0}
 
     def alloc(self, msg: dict) -> dict:
@@ -245,8 +254,8 @@ class Candidate:
         ]
         in_ptrs = {t.untyped_storage().data_ptr() for t in tensors(self._inputs) if t.numel()}
         aliases = any(t.numel() and t.untyped_storage().data_ptr() in in_ptrs for t in tensors(out))
-        if tampered():
-            return _rejected(f"candidate replaced harness function(s): {', '.join(tampered())}")
+        if rejected := tamper_rejection():
+            return rejected
         try:
             outputs = self._export(out)
         except SpecError as exc:
@@ -282,8 +291,6 @@ class Candidate:
             # Timed on private memory, like the reference in the trusted process: a shared
             # file mapping is paged differently from the heap, which shows at these sizes.
             inputs = [t.clone() if isinstance(t, torch.Tensor) else t for t in inputs]
-        if self._timer is None:
-            self._timer = make_timer(self.device, self.flush_bytes)
         last: list[Any] = [None]
 
         def call() -> None:
@@ -302,10 +309,8 @@ class Candidate:
                 )
                 answer = {"ok": True, "ms": ms}
         sync(self.device)
-        if tampered():
-            return _rejected(
-                f"candidate replaced harness function(s) while timed: {', '.join(tampered())}"
-            )
+        if rejected := tamper_rejection(" while timed"):
+            return rejected
         self._last = last[0]
         answer["method"] = self._timer.method
         return answer
@@ -326,8 +331,8 @@ class Candidate:
         model, inputs = self.model(), self._inputs
         with torch.no_grad():
             report = audit_forward(lambda: model(*inputs), self.device, streams=True)
-        if tampered():
-            return _rejected(f"candidate replaced harness function(s): {', '.join(tampered())}")
+        if rejected := tamper_rejection():
+            return rejected
         return {"ok": True, **report}
 
     def profile(self, msg: dict) -> dict:
