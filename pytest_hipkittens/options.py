@@ -168,6 +168,13 @@ OPTIONS: list[tuple[str, dict[str, Any], str | None, str | None, str]] = [
         "run shard I of N: a deterministic, balanced subset of the selected problems (multi-host runs)",
     ),
     (
+        "--hk-run-label",
+        {"dest": "hk_run_label", "metavar": "TEXT"},
+        "string",
+        "HK_RUN_LABEL",
+        "a name for this run in its metadata and in hk-report --compare (default: none)",
+    ),
+    (
         "--hk-redo",
         {"dest": "hk_redo", "action": "store_true"},
         None,
@@ -511,6 +518,7 @@ def resolve_settings(config: pytest.Config) -> Settings:
         prices=load_prices(prices) if (prices := _get(config, "hk_prices")) else {},
         redo=bool(config.getoption("hk_redo", False)),
         shard=config.getoption("hk_shard", None),
+        run_label=_get(config, "hk_run_label"),
         verify_timing=bool(config.getoption("hk_verify_timing", False)),
         profile=profile,
         target_speedup=_or(_get(config, "hk_target_speedup", _speedup), d.target_speedup),

@@ -120,6 +120,8 @@ class HKPlugin:
         self.ready = False
         #: when the run started (its manifest was written), for its record under runs/
         self._started: float | None = None
+        #: what this run is (runinfo.collect), once it has started
+        self.meta: dict[str, Any] = {}
 
     def problems(self) -> list[Problem]:
         if self._problems is None:
@@ -208,6 +210,8 @@ class HKPlugin:
         self._started = time.time()
         keys = sorted(set(keys))
         s = self.session.settings
+        self.meta = self._collect_meta()
+        self.meta["started"] = self._started
         s.results.mkdir(parents=True, exist_ok=True)
         write_json(
             s.results / MANIFEST,
@@ -216,8 +220,19 @@ class HKPlugin:
                 "started": self._started,
                 "backend": self._backend_name(),
                 "llm": s.llm,
+                "run": self.meta,
             },
         )
+
+    def _collect_meta(self) -> dict[str, Any]:
+        from . import runinfo
+
+        try:
+            backend = self.session.backend
+            prompt_set, arch = backend.prompt_set, backend.arch
+        except Exception:  # noqa: BLE001 - reported where the backend is used
+            prompt_set, arch = "", ""
+        return runinfo.collect(self.session.settings, self._backend_name(), prompt_set, arch)
 
     def _backend_name(self) -> str:
         """The backend the run uses ("cpu", not "auto"), for the tree's records."""
@@ -268,28 +283,36 @@ class HKPlugin:
             return
         import time
 
+        from . import runinfo
         from .results import write_json
 
         root = self.session.settings.results
         root.mkdir(parents=True, exist_ok=True)
         whole = {r["problem"]: r for r in report.records_from_tree(root)}
         whole.update(self.records)
-        report.write_reports(root, list(whole.values()))
         started = self._started or time.time()
         stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime(started))
         stamp += f".{int(started * 1e6) % 1_000_000:06d}"  # several runs a second still sort
+        mine = report.summarize(list(self.records.values()))
+        meta = (self.meta or self._collect_meta()) | {
+            "started": started,
+            "finished": time.time(),
+            "totals": mine["totals"],
+        }
         write_json(
             root / "runs" / f"{stamp}-{os.getpid()}.json",
             {
                 "started": started,
-                "finished": time.time(),
+                "finished": meta["finished"],
                 "exit_status": int(exitstatus),
                 "backend": self._backend_name(),
                 "llm": self.session.settings.llm,
                 "problems": sorted(self.records),
-                "summary": report.summarize(list(self.records.values())),
+                "summary": mine,
+                "run": meta,
             },
         )
+        report.write_reports(root, list(whole.values()), runinfo.from_tree(root))
 
     def _what_ran(self) -> None:
         try:

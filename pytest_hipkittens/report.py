@@ -154,10 +154,13 @@ def table_lines(records: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
-def write_reports(root: Path, records: list[dict[str, Any]]) -> dict[str, Any]:
-    """Write summary.json, detailed_report.txt and detailed_report.json at ``root``."""
+def write_reports(
+    root: Path, records: list[dict[str, Any]], run: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """Write summary.json, detailed_report.txt and detailed_report.json at ``root``;
+    ``run`` is the tree's run metadata (:func:`runinfo.from_tree`), kept in summary.json."""
     summary = summarize(records)
-    write_json(root / "summary.json", summary)
+    write_json(root / "summary.json", summary | {"run": run or {}})
     detailed = []
     tree = ResultsTree(root)
     for r in sorted(records, key=lambda r: r.get("problem") or ""):

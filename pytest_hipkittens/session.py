@@ -84,6 +84,8 @@ class Settings:
     device_index: str | None = None
     cpu_cores: list[int] | None = None
     shard: tuple[int, int] | None = None
+    #: a name for the run (its metadata, hk-report --compare)
+    run_label: str | None = None
 
 
 class HKSession:

@@ -117,7 +117,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"hk-report: damaged: {rec['message']}", file=sys.stderr)
     print("\n".join(table_lines(records)))
     if args.output:
-        summary = write_reports(out, records)
+        from ..runinfo import from_tree
+        from ..runinfo import merge as merge_runs
+
+        summary = write_reports(out, records, merge_runs([from_tree(t) for t in trees]))
         where = f"; reports written to {out}"
     else:
         summary, where = summarize(records), ""
