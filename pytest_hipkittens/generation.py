@@ -209,7 +209,10 @@ def solve(session: HKSession, problem: Problem, progress: Progress | None = None
     best.update(
         attempts_used=attempt,
         candidates=len(history),
-        solved_at_attempt=best.get("attempt") if best.get("status") == "correct" else None,
+        # "Solved at" is the first attempt that produced a correct kernel; the best kernel
+        # may come from a later attempt (a faster one after reflection): both are kept.
+        solved_at_attempt=first_correct_attempt(history),
+        best_attempt=best.get("attempt"),
         totals={k: round(v, 6) if isinstance(v, float) else v for k, v in totals.items()},
     )
     store.write_best(best_prompt, best_code, best)
@@ -279,6 +282,12 @@ def verify_best(session: HKSession, problem: Problem, outcome: Outcome) -> bool:
         timing["events_over_ncu"] = timing["new_ms"] / check["ncu_ms"] if check["ncu_ms"] else None
     session.tree.problem(outcome.problem).write_best(None, None, outcome.best)
     return True
+
+
+def first_correct_attempt(history: list[dict[str, Any]]) -> int | None:
+    """The first attempt any of whose candidates was correct (None: never solved)."""
+    found = [h["attempt"] for h in history if h.get("status") == "correct" and h.get("attempt")]
+    return min(found) if found else None
 
 
 def _brief(result: dict[str, Any]) -> dict[str, Any]:

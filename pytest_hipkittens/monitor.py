@@ -34,6 +34,8 @@ class Snapshot:
     started: float | None = None
     finished_times: list[float] = field(default_factory=list)
     now: float = field(default_factory=time.time)
+    #: what the run is (its metadata, from hk_run.json; empty for older trees)
+    run: dict[str, Any] = field(default_factory=dict)
 
     @property
     def done(self) -> int:
@@ -88,6 +90,7 @@ def snapshot(root: Path) -> Snapshot:
         selected = set(manifest.get("problems") or [])
         snap.total = len(selected) or None
         snap.started = manifest.get("started")
+        snap.run = manifest.get("run") if isinstance(manifest.get("run"), dict) else {}
     for store in ResultsTree(root).problems():
         best_path = store.dir / "best_result.json"
         best = read_json(best_path)
@@ -121,11 +124,25 @@ def _duration(seconds: float | None) -> str:
     )
 
 
+def what_ran(meta: dict[str, Any]) -> str:
+    """One line: label, model, backend and device, torch — what this monitor is watching."""
+    from .runinfo import get
+
+    parts = [
+        get(meta, "label"),
+        get(meta, "llm.model"),
+        f"{get(meta, 'backend')} on {get(meta, 'device.name')}" if get(meta, "backend") else None,
+        f"torch {get(meta, 'software.torch')}" if get(meta, "software.torch") else None,
+    ]
+    return " · ".join(str(p) for p in parts if p) or "unknown (a tree from an older version)"
+
+
 def lines(snap: Snapshot) -> list[str]:
     """Plain-text view (``--once``, logs)."""
     total = snap.total if snap.total is not None else "?"
     rate = snap.rate_per_hour()
     out = [
+        f"run: {what_ran(snap.run)}",
         f"finished {snap.done}/{total}  in flight {len(snap.in_flight)}  "
         f"pending {snap.pending if snap.pending is not None else '?'}",
         "status: "
@@ -149,7 +166,7 @@ def table(snap: Snapshot) -> Any:
     from rich.table import Table
     from rich.text import Text
 
-    head = lines(snap)[:3]
+    head = lines(snap)[:4]
     t = Table(title="in flight", expand=False)
     for col in ("problem", "stage", "evaluated", "last file"):
         t.add_column(col)

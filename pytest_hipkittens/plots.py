@@ -1,9 +1,11 @@
 """Summary plots for the HTML report, as base64 PNGs (the report stays one file).
 
-Three pictures answer the questions a reader of a benchmark run asks first: how fast are
-the kernels (speedup per problem, log scale, with the 1x line), how did the problems end
-(statuses), and how much reflection did it take (the attempt each problem was solved at).
-matplotlib's Agg backend draws without a display, so CI can make them.
+Four pictures answer the questions a reader of a benchmark run asks first: how fast are
+the kernels (speedup per problem, log scale, the 1x line, each speedup's 95% interval),
+how did the problems end (faster, slower, not decided apart from the failures), how much
+reflection did it take (the first correct attempt next to the best kernel's attempt), and
+how close to the hardware the kernels are (the roofline). matplotlib's Agg backend draws
+without a display, so CI can make them.
 """
 
 from __future__ import annotations
@@ -16,6 +18,11 @@ from typing import Any
 from .evaluate.schema import STATUSES
 
 STATUS_COLOURS = {
+    "faster": "#2e7d32",
+    "not decided": "#9ccc65",
+    "unconfirmed": "#fbc02d",
+    "slower": "#ef6c00",
+    "damaged": "#000000",
     "correct": "#2e7d32",
     "incorrect": "#c62828",
     "compile_error": "#ef6c00",
@@ -58,8 +65,26 @@ def speedup_plot(records: list[dict[str, Any]]) -> str | None:
     colours = ["#2e7d32" if v >= 1 else "#ef6c00" for v in values]
     # Bars grow from 1x (up: faster, down: slower), so 0.99x does not look like nothing.
     ax.bar(range(len(rows)), [v - 1.0 for v in values], bottom=1.0, color=colours)
+    ci = [r.get("speedup_ci") for r in rows]
+    with_ci = [i for i, c in enumerate(ci) if isinstance(c, (list, tuple)) and len(c) == 2]
+    if with_ci:  # the timing noise: each speedup's 95% bootstrap interval
+        ax.errorbar(
+            with_ci,
+            [values[i] for i in with_ci],
+            yerr=[
+                [max(0.0, values[i] - ci[i][0]) for i in with_ci],
+                [max(0.0, ci[i][1] - values[i]) for i in with_ci],
+            ],
+            fmt="none",
+            ecolor="black",
+            capsize=3,
+            linewidth=1,
+        )
+        values_span = [c for i in with_ci for c in ci[i]]
+    else:
+        values_span = []
     ax.set_yscale("log")
-    low, high = min(values + [1.0]), max(values + [1.0])
+    low, high = min(values + values_span + [1.0]), max(values + values_span + [1.0])
     ax.set_ylim(low / 1.6, high * 1.6)
     from matplotlib.ticker import FuncFormatter, LogLocator
 
@@ -70,72 +95,175 @@ def speedup_plot(records: list[dict[str, Any]]) -> str | None:
     ax.set_xticks(range(len(rows)))
     ax.set_xticklabels([str(r["problem"]).split("/")[-1] for r in rows], rotation=60, ha="right")
     ax.set_ylabel("speedup vs PyTorch (log)")
-    ax.set_title("Speedup of the best correct kernel per problem (1x dashed)")
+    ax.set_title("Speedup of the best correct kernel (95% interval; 1x dashed)")
     for i, v in enumerate(values):
         ax.annotate(f"{v:.2f}x", (i, v), ha="center", va="bottom", fontsize=7)
     return _png(fig)
 
 
-def status_plot(records: list[dict[str, Any]]) -> str | None:
-    """How the problems ended: one bar per status present."""
-    plt = _pyplot()
+def outcome_plot(records: list[dict[str, Any]]) -> str | None:
+    """How the problems ended: faster, not decided, slower, then each failure status."""
+    from .report import OUTCOMES, outcome_of
 
-    counts = Counter(r.get("status") or "unknown" for r in records)
+    plt = _pyplot()
+    counts = Counter(outcome_of(r) for r in records)
     if not counts:
         return None
-    names = [s for s in STATUSES if counts.get(s)] + sorted(k for k in counts if k not in STATUSES)
+    order = list(OUTCOMES) + [s for s in STATUSES if s != "correct"]
+    names = [n for n in order if counts.get(n)] + sorted(k for k in counts if k not in order)
     fig, ax = plt.subplots(figsize=(4.5, 3.6))
-    ax.barh(names, [counts[n] for n in names], color=[STATUS_COLOURS.get(n, "grey") for n in names])
+    bars = ax.barh(
+        names, [counts[n] for n in names], color=[STATUS_COLOURS.get(n, "grey") for n in names]
+    )
+    ax.bar_label(bars, padding=2)
     ax.invert_yaxis()
     ax.set_xlabel("problems")
-    ax.set_title("Best result per problem")
+    ax.set_title("How each problem ended")
     ax.xaxis.get_major_locator().set_params(integer=True)
     return _png(fig)
 
 
 def attempts_plot(records: list[dict[str, Any]]) -> str | None:
-    """The attempt at which each problem was solved (1 = no reflection needed)."""
+    """Per attempt: problems first solved there, and problems whose best kernel came from it."""
     plt = _pyplot()
 
-    solved = Counter(int(r["solved_at_attempt"]) for r in records if r.get("solved_at_attempt"))
+    first = Counter(int(r["solved_at_attempt"]) for r in records if r.get("solved_at_attempt"))
+    best = Counter(
+        int(r["best_attempt"])
+        for r in records
+        if r.get("status") == "correct" and r.get("best_attempt")
+    )
     unsolved = sum(1 for r in records if r.get("status") != "correct")
-    if not solved and not unsolved:
+    if not first and not unsolved:
         return None
-    last = max(list(solved) + [1])
-    labels = [str(a) for a in range(1, last + 1)] + ["not solved"]
-    values = [solved.get(a, 0) for a in range(1, last + 1)] + [unsolved]
+    last = max(list(first) + list(best) + [1])
+    xs = list(range(1, last + 1))
     fig, ax = plt.subplots(figsize=(4.5, 3.6))
-    ax.bar(labels, values, color=["#1565c0"] * last + ["#9e9e9e"])
+    w = 0.38
+    ax.bar(
+        [x - w / 2 for x in xs],
+        [first.get(x, 0) for x in xs],
+        w,
+        label="first correct",
+        color="#1565c0",
+    )
+    ax.bar(
+        [x + w / 2 for x in xs],
+        [best.get(x, 0) for x in xs],
+        w,
+        label="best kernel",
+        color="#90caf9",
+    )
+    ax.bar([last + 1], [unsolved], 2 * w, color="#9e9e9e", label="not solved")
+    ax.set_xticks(xs + [last + 1], [str(x) for x in xs] + ["none"])
     ax.set_xlabel("attempt")
     ax.set_ylabel("problems")
-    ax.set_title("Attempt at which each problem was solved")
+    ax.set_title("Attempt of the first correct and of the best kernel")
+    ax.legend(fontsize=7)
     ax.yaxis.get_major_locator().set_params(integer=True)
     return _png(fig)
 
 
-def summary_html(records: list[dict[str, Any]]) -> str:
-    """The report's summary block: headline numbers and the three plots."""
+def roofline_plot(records: list[dict[str, Any]]) -> str | None:
+    """Arithmetic intensity against achieved FLOP/s, under the device's memory and compute
+    roofs: one hollow point per reference, one filled per candidate, joined by a line."""
+    plt = _pyplot()
+
+    rows = [
+        r
+        for r in records
+        if r.get("status") == "correct"
+        and (rl := r.get("roofline"))
+        and rl.get("intensity")
+        and (rl.get("roof") or {}).get("tflops")
+        and (rl.get("roof") or {}).get("gbps")
+    ]
+    if not rows:
+        return None
+    roof = rows[0]["roofline"]["roof"]
+    peak_gflops, gbps = roof["tflops"] * 1e3, roof["gbps"]
+    fig, ax = plt.subplots(figsize=(5.2, 3.8))
+    xs = [r["roofline"]["intensity"] for r in rows]
+    lo, hi = min(xs + [peak_gflops / gbps]) / 4, max(xs + [peak_gflops / gbps]) * 4
+    knee = peak_gflops / gbps
+    ax.plot([lo, knee, hi], [lo * gbps, peak_gflops, peak_gflops], color="black", linewidth=1.2)
+    ax.annotate(f"{gbps:,.3g} GB/s", (lo * 1.3, lo * gbps * 1.6), fontsize=7, rotation=30)
+    ax.annotate(f"{roof['tflops']:.3g} TFLOP/s", (knee * 1.2, peak_gflops * 1.15), fontsize=7)
+    for r in rows:
+        rl = r["roofline"]
+        x = rl["intensity"]
+        ref = (rl.get("ref") or {}).get("gflops")
+        new = (rl.get("new") or {}).get("gflops")
+        if ref and new:
+            ax.plot([x, x], [ref, new], color="#bdbdbd", linewidth=0.8, zorder=1)
+        if ref:
+            ax.scatter([x], [ref], facecolors="none", edgecolors="#616161", s=28, zorder=2)
+        if new:
+            ax.scatter([x], [new], color="#1565c0", s=28, zorder=3)
+            ax.annotate(
+                str(r["problem"]).split("/")[-1][:18],
+                (x, new),
+                fontsize=6,
+                xytext=(3, 3),
+                textcoords="offset points",
+            )
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    points = [
+        v
+        for r in rows
+        for v in (
+            (r["roofline"].get("ref") or {}).get("gflops"),
+            (r["roofline"].get("new") or {}).get("gflops"),
+        )
+        if v
+    ]
+    ax.set_ylim(min(points + [lo * gbps]) / 2, max(points + [peak_gflops]) * 2.5)
+    ax.set_xlabel("arithmetic intensity (FLOP/byte)")
+    ax.set_ylabel("achieved GFLOP/s")
+    ax.set_title("Roofline: reference ○, kernel ●")
+    fig.text(
+        0.01,
+        -0.02,
+        f"roofs: {roof.get('source', 'unknown')}",
+        fontsize=6,
+        ha="left",
+        va="top",
+        wrap=True,
+    )
+    return _png(fig)
+
+
+def summary_html(records: list[dict[str, Any]], meta: dict[str, Any] | None = None) -> str:
+    """The report's first screen: what ran and where, the headline numbers, the plots."""
     import html
 
+    from . import runinfo
     from .report import summarize
 
     s = summarize(records)
     fp = "  ".join(f"{k} = {v:.2f}" for k, v in s["fast_p"].items())
     gm = s["geomean_speedup_correct"]
+    outcomes = ", ".join(f"{v} {k}" for k, v in s["outcomes"].items())
+    cell = "padding:1px 10px 1px 0;text-align:left;vertical-align:top"
+    about = "".join(
+        f'<tr><th style="{cell}">{html.escape(k)}</th><td style="{cell}">{html.escape(v)}</td></tr>'
+        for k, v in runinfo.describe(meta)
+    )
     parts = [
         '<div class="hk-summary"><h2>Kernel benchmark</h2>',
+        f'<table class="hk-run" style="border-collapse:collapse;font-size:13px">{about}</table>',
         f"<p><b>{s['solved']}/{s['problems']}</b> problems correct "
-        f"({s['solved_rate']:.0%}); {html.escape(fp)}; geomean speedup over correct kernels "
-        f"<b>{gm:.2f}x</b>; tokens {s['totals']['tokens']}, cost "
-        f"${s['totals']['cost_usd']:.4f}.</p>"
-        if gm
-        else f"<p><b>{s['solved']}/{s['problems']}</b> problems correct; {html.escape(fp)}.</p>",
+        f"({s['solved_rate']:.0%}): {html.escape(outcomes)}; {html.escape(fp)}; "
+        + (f"geomean speedup over correct kernels <b>{gm:.2f}x</b>; " if gm else "")
+        + f"tokens {s['totals']['tokens']}, cost ${s['totals']['cost_usd']:.4f}.</p>",
         '<div class="hk-plots" style="display:flex;flex-wrap:wrap;gap:8px;align-items:flex-start">',
     ]
     for name, png in (
         ("speedup per problem", speedup_plot(records)),
-        ("statuses", status_plot(records)),
-        ("solved at attempt", attempts_plot(records)),
+        ("outcomes", outcome_plot(records)),
+        ("first correct and best attempt", attempts_plot(records)),
+        ("roofline", roofline_plot(records)),
     ):
         if png:
             parts.append(

@@ -58,7 +58,8 @@ def pytest_configure(config: pytest.Config) -> None:
     config.pluginmanager.register(plugin, "hipkittens-session")
     if config.pluginmanager.hasplugin("html") and not hasattr(config, "workerinput"):
         config.pluginmanager.register(
-            report.HtmlHooks(lambda: list(plugin.records.values())), "hipkittens-html"
+            report.HtmlHooks(lambda: list(plugin.records.values()), plugin.run_meta),
+            "hipkittens-html",
         )
 
 
@@ -224,6 +225,15 @@ class HKPlugin:
             },
         )
 
+    def run_meta(self) -> dict[str, Any]:
+        """What ran, for the report's first screen: this run's metadata, or for a report
+        rebuilt from a tree (``--hk-read-only``) the metadata its runs recorded."""
+        if self.meta and not self.session.settings.read_only:
+            return self.meta | {"finished": None}
+        from . import runinfo
+
+        return runinfo.from_tree(self.session.settings.results)
+
     def _collect_meta(self) -> dict[str, Any]:
         from . import runinfo
 
@@ -246,6 +256,12 @@ class HKPlugin:
         """Carry the item's benchmark record on its report (crosses xdist by itself)."""
         rep = yield
         outcome = item.stash.get(OUTCOME_KEY, None)
+        if outcome is not None and self.session.settings.read_only:
+            # A report rebuilt from the tree: the Duration column shows how long the
+            # problem took when it ran, not the milliseconds it takes to reload it.
+            wall = (outcome.best.get("totals") or {}).get("wall_s")
+            if isinstance(wall, (int, float)):
+                rep.duration = float(wall) if rep.when == "call" else 0.0
         if outcome is not None and rep.when in ("call", "teardown"):
             # Plain JSON data only: it crosses to the xdist controller with the report.
             rep.hk = report.plain(outcome.summary())

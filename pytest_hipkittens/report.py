@@ -37,6 +37,7 @@ def summarize(records: list[dict[str, Any]]) -> dict[str, Any]:
         "problems": n,
         "counts": {s: counts.get(s, 0) for s in STATUSES}
         | {k: v for k, v in counts.items() if k not in STATUSES},
+        "outcomes": dict(Counter(outcome_of(r) for r in records)),
         "solved": len(correct),
         "solved_rate": len(correct) / n if n else 0.0,
         "fast_p": {
@@ -71,6 +72,16 @@ def record_from_best(best: dict[str, Any]) -> dict[str, Any]:
         "flagged": bool((best.get("plausibility") or {}).get("flagged")),
         "attempts_used": best.get("attempts_used"),
         "solved_at_attempt": best.get("solved_at_attempt"),
+        "best_attempt": best.get("best_attempt", best.get("attempt")),
+        "cv": t.get("cv"),
+        "ref_cv": t.get("ref_cv"),
+        "speedup_ci": t.get("speedup_ci"),
+        "decided": t.get("decided"),
+        "confirmed": (t.get("crosscheck") or {}).get("confirmed"),
+        "pct_of_peak": (best.get("roofline") or {}).get("pct_of_peak"),
+        "bound": (best.get("roofline") or {}).get("bound"),
+        "roofline": best.get("roofline"),
+        "wall_s": totals.get("wall_s"),
         "candidates": best.get("candidates"),
         "tokens": totals.get("tokens"),
         "cost_usd": totals.get("cost_usd"),
@@ -108,6 +119,12 @@ def records_from_tree(root: Path) -> list[dict[str, Any]]:
         if isinstance(best, dict):
             rec = record_from_best(best)
             rec["problem"] = rec["problem"] or store.key
+            if "best_attempt" not in best and rec["status"] == "correct":
+                # Older trees recorded the best kernel's attempt as "solved at".
+                found = [
+                    c.get("attempt") for c in store.candidates() if c.get("status") == "correct"
+                ]
+                rec["solved_at_attempt"] = min((a for a in found if a), default=None)
             records.append(rec)
         elif store.damaged():
             records.append(damaged_record(store.key))
@@ -123,6 +140,24 @@ def damaged_record(key: str) -> dict[str, Any]:
         "category": "damaged",
         "message": f"{key}/best_result.json cannot be read (truncated or not a JSON object)",
     }
+
+
+#: How a problem ended, for people: a correct kernel is faster, slower, not decided (its
+#: speedup's confidence interval holds 1x) or unconfirmed (the profiler's device time does
+#: not show its speedup); otherwise its status.
+OUTCOMES = ("faster", "unconfirmed", "not decided", "slower")
+
+
+def outcome_of(rec: dict[str, Any]) -> str:
+    """``faster`` / ``slower`` / ``not decided`` for a correct kernel, else its status."""
+    status = rec.get("status") or "unknown"
+    if status != "correct":
+        return status
+    if rec.get("confirmed") is False:
+        return "unconfirmed"  # the profiler's device time does not show this speedup
+    if rec.get("decided") is False:
+        return "not decided"
+    return "faster" if (rec.get("speedup") or 0) >= 1 else "slower"
 
 
 def fast_p_text(summary: dict[str, Any]) -> str:
@@ -142,15 +177,21 @@ def _fmt(value: Any, spec: str) -> str:
 def table_lines(records: list[dict[str, Any]]) -> list[str]:
     """A fixed-width table of problems (terminal summary and detailed_report.txt)."""
     width = max([len(r.get("problem") or "") for r in records] + [7])
-    head = f"{'problem':<{width}}  {'status':<13} {'category':<14} {'speedup':>8} {'ref ms':>9} {'new ms':>9} {'att':>3}"
+    head = (
+        f"{'problem':<{width}}  {'outcome':<13} {'speedup':>8} {'95% CI':>11} "
+        f"{'ref ms':>9} {'new ms':>9} {'%peak':>6} {'att':>3}"
+    )
     lines = [head, "-" * len(head)]
     for r in sorted(records, key=lambda r: r.get("problem") or ""):
+        mark = "*" if r.get("confirmed") is False else ""
         lines.append(
-            f"{r.get('problem') or '?':<{width}}  {r.get('status') or '?':<13} "
-            f"{r.get('category') or '?':<14} {_fmt(r.get('speedup'), '8.2f'):>8} "
+            f"{r.get('problem') or '?':<{width}}  {outcome_of(r):<13} "
+            f"{_fmt(r.get('speedup'), '.2f') + mark:>8} {ci_text(r.get('speedup_ci')):>11} "
             f"{_fmt(r.get('ref_ms'), '9.4f'):>9} {_fmt(r.get('new_ms'), '9.4f'):>9} "
-            f"{_fmt(r.get('attempts_used'), 'd'):>3}"
+            f"{_fmt(r.get('pct_of_peak'), '6.0f'):>6} {_fmt(r.get('attempts_used'), 'd'):>3}"
         )
+    if any(r.get("confirmed") is False for r in records):
+        lines.append("* unconfirmed: the profiler's device time does not show this speedup")
     return lines
 
 
@@ -204,49 +245,80 @@ class HtmlHooks:
     """
 
     COLUMNS = (
-        ("hkstatus", "Status", lambda r: r.get("category") or r.get("status")),
+        ("hkstatus", "Outcome", outcome_of),
         ("hkattempts", "Attempts", lambda r: _fmt(r.get("attempts_used"), "d")),
         ("hkspeedup", "Speedup", lambda r: _fmt(r.get("speedup"), ".2f")),
+        ("hkci", "95% CI", lambda r: ci_text(r.get("speedup_ci"))),
         ("hkrefms", "Ref ms", lambda r: _fmt(r.get("ref_ms"), ".4f")),
         ("hknewms", "New ms", lambda r: _fmt(r.get("new_ms"), ".4f")),
+        ("hkpeak", "% of peak", lambda r: _fmt(r.get("pct_of_peak"), ".1f")),
         ("hkcompile", "vs compile", lambda r: _fmt(r.get("compile_speedup"), ".2f")),
         ("hklibrary", "Library", lambda r: ", ".join(r.get("uses_library") or [])),
         ("hktokens", "Tokens", lambda r: _fmt(r.get("tokens"), "d")),
         ("hkcost", "Cost $", lambda r: _fmt(r.get("cost_usd"), ".4f")),
     )
+    #: pytest-html's placeholder for a row without captured output (every benchmark row).
+    NO_LOG = "No log output captured."
 
-    def __init__(self, records: Callable[[], list[dict[str, Any]]]) -> None:
+    def __init__(
+        self,
+        records: Callable[[], list[dict[str, Any]]],
+        meta: Callable[[], dict[str, Any]] | None = None,
+    ) -> None:
         self.records = records
+        self.meta = meta or dict
 
     def pytest_html_results_table_header(self, cells: list[str]) -> None:
-        """Add the benchmark's columns after the test id."""
+        """The problem id instead of the test's node id; the benchmark's columns after it."""
+        if len(cells) > 1:
+            cells[1] = '<th class="sortable" data-column-type="testId">Problem</th>'
         for i, (key, title, _) in enumerate(self.COLUMNS):
             cells.insert(2 + i, f'<th class="sortable" data-column-type="{key}">{title}</th>')
 
     def pytest_html_results_table_row(self, report: Any, cells: list[str]) -> None:
         """Fill the columns from the per-item record carried on the report."""
         rec = getattr(report, "hk", None) or {}
+        if rec.get("problem") and len(cells) > 1:
+            # The file and function are the same on every row: the problem says it all.
+            title = html.escape(report.nodeid, quote=True)
+            cells[1] = f'<td class="col-testId" title="{title}">{html.escape(rec["problem"])}</td>'
         for i, (key, _, get) in enumerate(self.COLUMNS):
             value = get(rec) if rec else ""
             if value == "-":
                 value = ""
-            flag = (
-                ' title="implausible: re-verified"'
-                if key == "hkspeedup" and rec.get("flagged")
-                else ""
-            )
+            flag = ""
+            if key == "hkspeedup" and rec.get("flagged"):
+                flag = ' title="implausible: re-verified"'
+            elif key == "hkspeedup" and rec.get("confirmed") is False:
+                flag = ' title="unconfirmed: the profiler\'s device time does not show it"'
             cells.insert(2 + i, f'<td class="col-{key}"{flag}>{html.escape(str(value or ""))}</td>')
+
+    def pytest_html_results_table_html(self, report: Any, data: list[str]) -> None:
+        """No empty "No log output captured." box under every row: the extras say it all."""
+        if getattr(report, "hk", None) and data == [self.NO_LOG]:
+            data.clear()
 
     def pytest_html_report_title(self, report: Any) -> None:
         report.title = "Kernel benchmark (pytest-hipkittens)"
 
     def pytest_html_results_summary(self, prefix: list[str], summary: Any, postfix: Any) -> None:
-        """Headline numbers and plots (speedups, statuses, attempts) above the table."""
+        """What ran and where, headline numbers and plots, above the table."""
         records = self.records()
         if records:
             from .plots import summary_html
 
-            prefix.append(summary_html(records))
+            prefix.append(summary_html(records, self.meta()))
+
+
+def ci_text(ci: Any) -> str:
+    """``0.93–1.08`` for a speedup's confidence interval, ``-`` without one."""
+    if (
+        isinstance(ci, (list, tuple))
+        and len(ci) == 2
+        and all(isinstance(v, (int, float)) for v in ci)
+    ):
+        return f"{ci[0]:.2f}–{ci[1]:.2f}"
+    return "-"
 
 
 def _table(head: list[str], rows: list[list[Any]]) -> str:

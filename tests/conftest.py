@@ -172,7 +172,11 @@ def html_report(path: Path) -> dict:
         extras = [
             e.get("name") or e.get("format_type") for r in reports for e in r.get("extras", [])
         ]
-        rows[nodeid.split("[", 1)[-1].rstrip("]")] = {"cells": cells, "extras": extras}
+        rows[nodeid.split("[", 1)[-1].rstrip("]")] = {
+            "cells": cells,
+            "extras": extras,
+            "log": reports[-1].get("log"),
+        }
     return {
         "text": text,
         "rows": rows,

@@ -70,19 +70,77 @@ def test_reports_from_tree(tmp_path: Path) -> None:
 def test_plots_are_embedded_pngs() -> None:
     import base64
 
-    from pytest_hipkittens.plots import attempts_plot, speedup_plot, status_plot, summary_html
+    from pytest_hipkittens.plots import (
+        attempts_plot,
+        outcome_plot,
+        roofline_plot,
+        speedup_plot,
+        summary_html,
+    )
 
+    roof = {"gbps": 100.0, "tflops": 1.0, "source": "measured"}
     records = [
-        rec("level1/1_A", "correct", 2.5) | {"solved_at_attempt": 1},
-        rec("level1/2_B", "correct", 0.4) | {"solved_at_attempt": 2},
+        rec("level1/1_A", "correct", 2.5)
+        | {"solved_at_attempt": 1, "best_attempt": 2, "speedup_ci": [2.1, 2.9], "decided": True}
+        | {
+            "roofline": {
+                "intensity": 4.0,
+                "roof": roof,
+                "ref": {"gflops": 80.0},
+                "new": {"gflops": 200.0},
+            }
+        },
+        rec("level1/2_B", "correct", 0.4) | {"solved_at_attempt": 2, "best_attempt": 2},
         rec("level1/3_C", "compile_error"),
     ]
-    for png in (speedup_plot(records), status_plot(records), attempts_plot(records)):
+    for png in (
+        speedup_plot(records),
+        outcome_plot(records),
+        attempts_plot(records),
+        roofline_plot(records),
+    ):
         assert base64.b64decode(png)[:8] == b"\x89PNG\r\n\x1a\n"
-    block = summary_html(records)
-    assert block.count('src="data:image/png;base64,') == 3
+    meta = {"backend": "cpu", "llm": {"model": "replay"}, "device": {"name": "Test CPU"}}
+    block = summary_html(records, meta)
+    assert block.count('src="data:image/png;base64,') == 4
     assert "<b>2/3</b> problems correct" in block and "fast_1 = 0.33" in block
+    assert "1 faster, 1 slower, 1 compile_error" in block
+    assert "Test CPU" in block and "<th" in block  # what ran, on the first screen
     assert speedup_plot([rec("level1/3_C", "compile_error")]) is None
+    assert roofline_plot(records[1:]) is None  # no roofline recorded: no plot
+
+
+def test_outcomes_keep_slower_and_undecided_apart_from_faster() -> None:
+    from pytest_hipkittens.report import outcome_of
+
+    assert outcome_of(rec("a", "correct", 1.3) | {"decided": True}) == "faster"
+    assert outcome_of(rec("a", "correct", 0.7)) == "slower"
+    assert outcome_of(rec("a", "correct", 1.01) | {"decided": False}) == "not decided"
+    assert outcome_of(rec("a", "timeout")) == "timeout"
+    counts = summarize([rec("a", "correct", 1.3), rec("b", "correct", 0.5)])["outcomes"]
+    assert counts == {"faster": 1, "slower": 1}
+
+
+def test_first_correct_attempt_is_not_the_best_kernels_attempt(tmp_path: Path) -> None:
+    from pytest_hipkittens.generation import first_correct_attempt
+
+    history = [
+        {"attempt": 1, "status": "compile_error"},
+        {"attempt": 2, "status": "correct"},
+        {"attempt": 3, "status": "correct"},
+    ]
+    assert first_correct_attempt(history) == 2
+    assert first_correct_attempt(history[:1]) is None
+    # A tree written before best_attempt was recorded: "solved at" comes from its results.
+    store = ResultsTree(tmp_path).problem("level1/1_A")
+    for i, (attempt, status) in enumerate([(1, "incorrect"), (2, "correct"), (3, "correct")], 1):
+        store.write_candidate(
+            i, prompt="p", response="r", code="c", result={"attempt": attempt, "status": status}
+        )
+    best = {"problem": "level1/1_A", "status": "correct", "attempt": 3, "solved_at_attempt": 3}
+    store.write_best("p", "c", best)
+    (r,) = records_from_tree(tmp_path)
+    assert r["solved_at_attempt"] == 2 and r["best_attempt"] == 3
 
 
 def test_attempts_and_profile_tables_escape_their_text() -> None:
@@ -236,7 +294,14 @@ def test_monitor_counts_only_this_runs_selection_and_refuses_other_folders(
     rate = snap.rate_per_hour()
     snap.now += 3600  # an hour later, nothing ran: a finished run's rate stays put
     assert snap.rate_per_hour() == rate
-    assert "finished 1/1" in lines(snap)[0] and "finished by earlier runs" in lines(snap)[1]
+    assert lines(snap)[0] == "run: unknown (a tree from an older version)"
+    assert "finished 1/1" in lines(snap)[1] and "finished by earlier runs" in lines(snap)[2]
+    run = {"label": "nightly", "llm": {"model": "m-1"}, "backend": "cuda"}
+    write_json(
+        tree.root / MANIFEST,
+        {"problems": ["level1/1_A"], "run": run | {"device": {"name": "NVIDIA H200"}}},
+    )
+    assert lines(snapshot(tree.root))[0] == "run: nightly · m-1 · cuda on NVIDIA H200"
     (tmp_path / "notes").mkdir()
     refused = hk_monitor(tmp_path / "notes")
     assert refused.returncode == 2 and "is not a results tree" in refused.stderr
