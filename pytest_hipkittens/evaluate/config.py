@@ -63,6 +63,8 @@ class EvalConfig:
     #: share of device (or host) memory the trusted process may keep inputs and reference
     #: outputs cached in; beyond it they are recomputed per trial
     cache_share: float = 0.2
+    #: the profiler's device time of both sides after timing (crosscheck.py)
+    crosscheck: bool = True
 
     @property
     def tolerance(self) -> tuple[float, float]:

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from ..problems import Problem, ProblemError, top_level_names
+from ..roofline import roofline
 from .build import cache_key, compiler_env, wrapped
 from .config import EvalConfig, ReferenceFailed
 from .plausibility import implausible, impossible
@@ -378,7 +379,13 @@ class Evaluator:
                 self._wait_closed()
                 with phase(phases, "timing"):
                     answer = run.timing(seeds, self.cfg.timing_trials)
-                result["timing"] = timing_record(answer, ref.work)
+                result["timing"] = timing_record(answer, ref.work, self.cfg.backend.device)
+                escaped = (result["timing"].get("crosscheck") or {}).get("escaped")
+                if escaped:
+                    raise Verdict("rejected", "rejected", f"timing not credible: {escaped}")
+                result["roofline"] = roofline(
+                    result["timing"], result["hardware"], self.cfg.precision
+                )
                 reasons = implausible(
                     result["timing"], result["hardware"], self.cfg.precision, self.cfg.max_speedup
                 )
@@ -493,7 +500,9 @@ class Evaluator:
                 f"{reasons[0]}",
             ) from None
         check["recheck"] = "passed"
-        again = timing_record(run.timing(seeds, self.cfg.timing_trials * 3), run.ref.work)
+        again = timing_record(
+            run.timing(seeds, self.cfg.timing_trials * 3), run.ref.work, self.cfg.backend.device
+        )
         check["retimed_speedup"] = again["speedup"]
         check["retimed_trials"] = again["trials"]
         reason = impossible(

@@ -1,9 +1,13 @@
 """The timing protocol, shared by reference and candidate so their numbers compare.
 
 The reference is timed in the trusted process and the candidate in its own worker, on
-bit-identical inputs, in alternating rounds (see ``plan``). Each trial is bracketed by
-device-wide synchronisation; on GPUs a buffer larger than the last-level cache is
-rewritten before every trial so neither side profits from a warm cache left by the other.
+bit-identical inputs, in alternating rounds (see ``plan``). Each trial starts from an
+idle device and ends with a device-wide synchronisation; on GPUs a buffer larger than the
+last-level cache is rewritten before every trial so neither side profits from a warm
+cache left by the other, and the call is launched while that flush still runs, so the
+events measure device time, as Nsight Compute does (``make_timer``). Work a candidate
+starts on another stream without waiting for the harness's stream could overlap the
+flush; the profiler's cross-check (crosscheck.py), which waits for the flush, sees it.
 The median is the figure; the coefficient of variation says how far to trust it.
 """
 
@@ -57,9 +61,14 @@ def make_timer(device: str, flush_bytes: int = 0) -> Timer:
         flush_buf.zero_()
 
     def measure(fn: Callable[[], object]) -> float:
+        # No synchronisation between the flush and the start event: the flush is still
+        # running while the host records the start and launches the call, so the events
+        # time the call's device work from the moment the device is free for it, not the
+        # host's launch latency on an idle device (25-35 us per call on an H200, which
+        # Nsight Compute and KernelBench's own timing do not count). Host time between
+        # the call's launches beyond the flush's duration still shows as device idle time.
         start = torch.cuda.Event(enable_timing=True)
         end = torch.cuda.Event(enable_timing=True)
-        sync()
         start.record()
         fn()
         end.record()
@@ -84,6 +93,30 @@ def summarize(samples: list[float]) -> dict[str, float]:
     }
 
 
+def speedup_interval(
+    ref: list[float], new: list[float], level: float = 0.95, resamples: int = 2000
+) -> tuple[float, float]:
+    """Bootstrap interval of the speedup (median ref ms / median new ms) at ``level``.
+
+    Both sides' trials are resampled independently; the interval is what the run's own
+    noise allows the ratio of medians to be. Seeded: the same trials give the same interval.
+    """
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    r, n = np.asarray(ref, dtype=float), np.asarray(new, dtype=float)
+    r_med = np.median(r[rng.integers(0, len(r), (resamples, len(r)))], axis=1)
+    n_med = np.median(n[rng.integers(0, len(n), (resamples, len(n)))], axis=1)
+    ratios = r_med / np.maximum(n_med, 1e-12)
+    tail = (1 - level) / 2
+    return float(np.quantile(ratios, tail)), float(np.quantile(ratios, 1 - tail))
+
+
+def decided(interval: tuple[float, float]) -> bool:
+    """Whether the interval says faster or slower than PyTorch (it does not hold 1x)."""
+    return interval[0] > 1.0 or interval[1] < 1.0
+
+
 def warm(fn: Callable[[], object], timer: Timer, warmup: int = 3, warmup_s: float = 0.2) -> float:
     """Run ``fn`` at least ``warmup`` times and ``warmup_s`` seconds; its median ms.
 
@@ -95,6 +128,7 @@ def warm(fn: Callable[[], object], timer: Timer, warmup: int = 3, warmup_s: floa
     while len(samples) < max(1, warmup) or (
         time.perf_counter() - start < warmup_s and len(samples) < 1000
     ):
+        timer.sync()
         timer.flush()
         samples.append(timer.measure(fn))
     return statistics.median(samples)
@@ -114,12 +148,14 @@ def run_trials(
     ahead of each timed call's flush, outside the timed region (both sides spoil the
     previous call's output there: ``tensors.spoil``).
     """
+    timer.sync()
     timer.flush()
     timer.measure(fn)
     out = []
     for _ in range(trials):
         if before is not None:
             before()
+        timer.sync()  # nothing of the call before, or of ``before``, overlaps the flush
         timer.flush()
         out.append(timer.measure(fn))
     return out

@@ -295,6 +295,20 @@ class Trusted:
             )
         return {"ok": True, "ms": samples, "method": self._timer.method}
 
+    def crosscheck(self, msg: dict) -> dict:
+        """The profiler's device time of the reference's timed call (crosscheck.py)."""
+        from .crosscheck import device_times
+        from .timing import make_timer
+
+        inputs = self._private(msg["seed"])
+        if self._timer is None:
+            self._timer = make_timer(self.device, self.flush_bytes)
+        timer, model = self._timer, self.model
+        with torch.no_grad():
+            return device_times(
+                lambda: model(*inputs), timer.flush, timer.sync, self.device, msg.get("calls", 10)
+            )
+
     def compile(self, msg: dict) -> dict:
         """``torch.compile`` a fresh reference and run it once (not timed); errors said."""
         inputs = self._private(msg["seed"])
@@ -355,6 +369,10 @@ class Trusted:
             info["arch"] = props.gcnArchName if hip else f"sm_{props.major}{props.minor}"
             info["cuda"] = torch.version.cuda
             info["hip"] = hip
+        else:  # no datasheet for a cpu: its roofs are measured (roofline.py)
+            from ..roofline import measure_cpu
+
+            info["roofs"] = measure_cpu(torch.get_num_threads())
         return {"ok": True, "hardware": info}
 
     def handlers(self) -> dict[str, Any]:
@@ -365,6 +383,7 @@ class Trusted:
             "check": self.check,
             "release": self.release,
             "timed": self.timed,
+            "crosscheck": self.crosscheck,
             "compile": self.compile,
             "work": self.work,
             "hardware": self.hardware,

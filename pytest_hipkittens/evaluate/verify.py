@@ -26,10 +26,11 @@ from collections.abc import Iterator
 from typing import Any
 
 from .config import EvalConfig
+from .crosscheck import judge
 from .reference import Reference
 from .sandbox import WorkerProcess
 from .schema import failure_status
-from .timing import plan, summarize, wall_check, wall_reason
+from .timing import decided, plan, speedup_interval, summarize, wall_check, wall_reason
 
 #: Timing rounds whose last output is compared, besides the last round (chosen at random).
 CHECKED_ROUNDS = 3
@@ -243,6 +244,17 @@ class Run:
             raise Verdict("rejected", "rejected", f"timing not credible: {reason}")
         return check
 
+    def crosscheck(self, seed: int) -> dict[str, Any] | None:
+        """Both sides' device time under the profiler (crosscheck.py), on the last round's
+        inputs; None when either side's profiler saw nothing (said in the result)."""
+        if not self.cfg.crosscheck:
+            return None
+        ref = self._trusted(cmd="crosscheck", seed=seed)
+        new = self._cand(cmd="crosscheck")
+        if new.get("category") == "rejected":
+            _answer(new, "cross-check: ")
+        return {"ref": ref, "new": new}
+
     def timing(self, seeds: list[int], trials: int) -> dict[str, Any]:
         """Reference and candidate ms in alternating rounds; rounds' last outputs checked.
 
@@ -279,19 +291,35 @@ class Run:
             len(counts) - 1,
             *pick.sample(range(len(counts)), min(CHECKED_ROUNDS, len(counts))),
         }
-        for r, count in enumerate(counts):
+
+        def round_(r: int, count: int, check: bool) -> None:
             seed = seeds[-1 - r % len(seeds)]
             self.fill(seed)
             for which in timers:
                 if which == "new":
-                    reply = self._timed_new(
-                        seed, f"round {r + 1}", checked=r in checked, trials=count
-                    )
+                    reply = self._timed_new(seed, f"round {r + 1}", checked=check, trials=count)
                 else:
                     reply = self._ref_timed(which=which, seed=seed, trials=count)
                 samples[which].extend(reply["ms"])
+
+        t_rounds = time.monotonic()
+        for r, count in enumerate(counts):
+            round_(r, count, r in checked)
+        # Noise acted on: while the speedup's interval still holds 1x, more rounds (each
+        # one's output checked), up to as many again and within the timing budget.
+        extra = 0
+        while (
+            extra < len(counts)
+            and not decided(speedup_interval(samples["ref"], samples["new"]))
+            and time.monotonic() - t_rounds < cfg.timing_budget_s
+        ):
+            round_(len(counts) + extra, counts[-1], True)
+            extra += 1
         wall = self._credible()
+        cross = self.crosscheck(seeds[-1 - (len(counts) + extra - 1) % len(seeds)])
         return {
+            "crosscheck": cross,
+            "extra_rounds": extra,
             "wall_check": wall,
             "ref_ms": samples["ref"],
             "new_ms": samples["new"],
@@ -301,7 +329,9 @@ class Run:
         }
 
 
-def timing_record(answer: dict[str, Any], work: dict[str, Any]) -> dict[str, Any]:
+def timing_record(
+    answer: dict[str, Any], work: dict[str, Any], device: str = "cuda"
+) -> dict[str, Any]:
     """The result's ``timing`` block from per-trial milliseconds."""
     ref_s, new_s = summarize(answer["ref_ms"]), summarize(answer["new_ms"])
     new_ms = new_s["median"]
@@ -326,4 +356,16 @@ def timing_record(answer: dict[str, Any], work: dict[str, Any]) -> dict[str, Any
         timing["compile_error"] = answer["compile_error"]
     if answer.get("wall_check"):
         timing["wall_check"] = {k: round(v, 4) for k, v in answer["wall_check"].items()}
+    interval = speedup_interval(answer["ref_ms"], answer["new_ms"])
+    timing["speedup_ci"] = [round(interval[0], 4), round(interval[1], 4)]
+    timing["decided"] = decided(interval)
+    timing["extra_rounds"] = answer.get("extra_rounds", 0)
+    cross = answer.get("crosscheck")
+    if cross:
+        ref, new = cross["ref"], cross["new"]
+        if ref.get("ok") and new.get("ok"):
+            timing["crosscheck"] = judge(timing, ref, new, device)
+        else:
+            failed = new if not new.get("ok") else ref
+            timing["crosscheck"] = {"confirmed": None, "error": failed.get("message")}
     return timing
