@@ -1,7 +1,9 @@
 """``prompts/config.json``: which prompt a problem gets, and how reflection reads.
 
-The config is user-editable, so it is validated on load and every mistake is reported as
-one line naming the key. Shape::
+The config is user-editable, so it is validated on load (``SCHEMA``, a JSON Schema, for its
+shape; the code for what a schema cannot say: prompt files exist, patterns are Python
+regular expressions) and every mistake is reported as one line naming the file and the JSON
+path of the bad value. Shape::
 
     {
       "reflection_hints": {"compile_error": "...", "incorrect": "...", ...},
@@ -22,14 +24,13 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from .problems import Problem
 
-TOP_KEYS = {"reflection_hints", "backends"}
-BACKEND_KEYS = {"default_prompt", "patterns"}
 CATEGORIES = {
     "compile_error",
     "runtime_error",
@@ -42,6 +43,39 @@ CATEGORIES = {
     "no_model_new",
     "no_code",
     "slower",
+}
+
+#: The shape of config.json. Unknown keys are errors, not ignored: a typo (``default_promt``)
+#: would otherwise silently fall back to another prompt.
+SCHEMA: dict[str, Any] = {
+    "$schema": "https://json-schema.org/draft/2020-12/schema",
+    "type": "object",
+    "properties": {
+        "reflection_hints": {
+            "type": "object",
+            "propertyNames": {"enum": sorted(CATEGORIES)},
+            "additionalProperties": {"type": "string"},
+        },
+        "backends": {
+            "type": "object",
+            "minProperties": 1,
+            "additionalProperties": {
+                "type": "object",
+                "properties": {
+                    "default_prompt": {"$ref": "#/$defs/file"},
+                    "patterns": {
+                        "type": "object",
+                        "additionalProperties": {"$ref": "#/$defs/file"},
+                    },
+                },
+                "required": ["default_prompt"],
+                "additionalProperties": False,
+            },
+        },
+    },
+    "required": ["backends"],
+    "additionalProperties": False,
+    "$defs": {"file": {"type": "string", "minLength": 1}},
 }
 
 ANSWER_FORMAT = """\
@@ -84,13 +118,72 @@ class PromptConfig:
         return entry.default_prompt
 
 
-def _file(base: Path, value: Any, where: str) -> Path:
-    if not isinstance(value, str) or not value:
-        raise PromptConfigError(f"{where}: expected a file name, got {value!r}")
+def _file(base: Path, value: str, where: str) -> Path:
     path = (base / value).resolve()
     if not path.is_file():
         raise PromptConfigError(f"{where}: prompt file {value} not found next to config.json")
     return path
+
+
+def _where(path: Sequence[str | int]) -> str:
+    """A JSON path the way the config reads: ``backends.cpu.patterns['relu|gelu']`` (the
+    keys of ``patterns`` are regular expressions, quoted)."""
+    out = ""
+    for i, part in enumerate(path):
+        if i == 3 and path[0] == "backends" and path[2] == "patterns":
+            out += f"[{part!r}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out
+
+
+_A = {"object": "an object", "array": "an array", "string": "a string"}
+
+
+def _kind(value: Any) -> str:
+    """What a JSON value is, for "expected a string, got …"."""
+    if isinstance(value, dict):
+        return "an object"
+    if isinstance(value, list):
+        return "an array"
+    return json.dumps(value)[:60]
+
+
+def _schema_message(error: Any) -> str:
+    """One line for a jsonschema ValidationError: the JSON path, then what is wrong, in the
+    config's own terms (jsonschema's messages name schema keywords and repeat the value)."""
+    path = list(error.absolute_path)
+    where = _where(path)
+    at = f"{where}: " if where else ""
+    below = f"{where}." if where else ""
+    if "propertyNames" in error.schema_path:  # a reflection_hints key
+        return f"{below}{error.instance} is not a category ({', '.join(sorted(CATEGORIES))})"
+    if error.validator == "type":
+        expected = _A.get(error.validator_value, error.validator_value)
+        return f"{where or 'top level'}: expected {expected}, got {_kind(error.instance)}"
+    if error.validator == "required":
+        missing = next(k for k in error.validator_value if k not in error.instance)
+        return f"{below}{missing} is missing"
+    if error.validator == "additionalProperties":
+        known = error.schema.get("properties", {})
+        extra = next(k for k in error.instance if k not in known)
+        return f"{at}unknown key {extra!r}"
+    if error.validator == "minProperties":
+        return f"{where} must not be empty"
+    if error.validator == "minLength":
+        return f"{where}: expected a file name, got {_kind(error.instance)}"
+    return f"{at}{error.message}"
+
+
+def _check_shape(path: Path, data: Any) -> None:
+    """Raise PromptConfigError for the outermost place ``data`` departs from SCHEMA."""
+    from jsonschema import Draft202012Validator
+
+    errors = sorted(
+        Draft202012Validator(SCHEMA).iter_errors(data), key=lambda e: len(e.absolute_path)
+    )
+    if errors:
+        raise PromptConfigError(f"{path}: {_schema_message(errors[0])}")
 
 
 def load_config(path: Path) -> PromptConfig:
@@ -101,48 +194,21 @@ def load_config(path: Path) -> PromptConfig:
         raise PromptConfigError(f"{path}: not found") from None
     except json.JSONDecodeError as exc:
         raise PromptConfigError(f"{path}: invalid JSON at line {exc.lineno}: {exc.msg}") from None
-    if not isinstance(data, dict):
-        raise PromptConfigError(f"{path}: top level must be an object")
-    unknown = set(data) - TOP_KEYS
-    if unknown:
-        raise PromptConfigError(f"{path}: unknown key {sorted(unknown)[0]!r}")
+    _check_shape(path, data)
     base = path.parent
-    hints = data.get("reflection_hints", {})
-    if not isinstance(hints, dict):
-        raise PromptConfigError(f"{path}: reflection_hints must be an object")
-    for cat, hint in hints.items():
-        if cat not in CATEGORIES:
-            raise PromptConfigError(
-                f"{path}: reflection_hints.{cat} is not a category ({', '.join(sorted(CATEGORIES))})"
-            )
-        if not isinstance(hint, str):
-            raise PromptConfigError(f"{path}: reflection_hints.{cat} must be a string")
-    backends_raw = data.get("backends")
-    if not isinstance(backends_raw, dict) or not backends_raw:
-        raise PromptConfigError(f"{path}: backends must be a non-empty object")
     backends: dict[str, BackendPrompts] = {}
-    for name, entry in backends_raw.items():
+    for name, entry in data["backends"].items():
         where = f"{path}: backends.{name}"
-        if not isinstance(entry, dict):
-            raise PromptConfigError(f"{where} must be an object")
-        unknown = set(entry) - BACKEND_KEYS
-        if unknown:
-            raise PromptConfigError(f"{where}: unknown key {sorted(unknown)[0]!r}")
-        if "default_prompt" not in entry:
-            raise PromptConfigError(f"{where}.default_prompt is missing")
         default = _file(base, entry["default_prompt"], f"{where}.default_prompt")
         patterns = []
-        raw_patterns = entry.get("patterns", {})
-        if not isinstance(raw_patterns, dict):
-            raise PromptConfigError(f"{where}.patterns must be an object of regex -> file")
-        for regex, file in raw_patterns.items():
+        for regex, file in entry.get("patterns", {}).items():
             try:
                 compiled = re.compile(regex, re.I)
             except re.error as exc:
                 raise PromptConfigError(f"{where}.patterns[{regex!r}]: bad regex: {exc}") from None
             patterns.append((compiled, _file(base, file, f"{where}.patterns[{regex!r}]")))
         backends[name] = BackendPrompts(default, patterns)
-    return PromptConfig(path, backends, {k: v for k, v in hints.items()})
+    return PromptConfig(path, backends, dict(data.get("reflection_hints", {})))
 
 
 def initial_prompt(template: str, problem: Problem, backend: str, notes: str = "") -> str:
@@ -182,6 +248,11 @@ def reflection_prompt(
             f"Timing: reference {timing['ref_ms']:.4f} ms, yours {timing['new_ms']:.4f} ms, "
             f"speedup {timing['speedup']:.2f}x."
         )
+    from .roofline import describe
+
+    where = describe(result.get("roofline"))
+    if where:
+        parts.append(f"Roofline: your kernel is {where}.")
     findings = ((result.get("profile") or {}).get("findings")) or []
     if findings:
         parts += ["", "Profiler findings:"] + [f"- {f}" for f in findings]

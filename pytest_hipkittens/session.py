@@ -18,7 +18,7 @@ from .backends import Backend, get_backend
 from .evaluate import EvalConfig, Evaluator
 from .evaluate.sandbox import SECRET_PATTERNS
 from .llm import DEFAULT_RESPONSES, KEY_ENV, LLMClient, OpenAIClient, ReplayClient
-from .problems import Problem
+from .problems import SAMPLES_DIR, Problem
 from .prompts import PromptConfig, load_config
 from .results import ResultsTree
 
@@ -35,11 +35,16 @@ def default_build_cache() -> Path:
 
 @dataclass
 class Settings:
-    """Everything a run needs to know, already validated."""
+    """Everything a run needs to know, already validated.
 
-    root: Path
-    levels: list[int]
-    spans: list[tuple[int, int]] | None
+    The field defaults are the options' defaults: ``options.py`` fills in only what a
+    source (command line, ini file, environment) set, and its help and the README are
+    checked against these values (tests/test_options.py).
+    """
+
+    root: Path = SAMPLES_DIR
+    levels: list[int] = field(default_factory=lambda: [1])
+    spans: list[tuple[int, int]] | None = None
     backend: str = "auto"
     arch: str | None = None
     attempts: int = 3

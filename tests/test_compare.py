@@ -1,12 +1,35 @@
 from __future__ import annotations
 
+from pathlib import Path
+
+import pytest
 import torch
 
-from pytest_hipkittens.evaluate.compare import TOLERANCES, compare_outputs
+from pytest_hipkittens.backends import get_backend
+from pytest_hipkittens.evaluate.compare import compare_outputs
+from pytest_hipkittens.evaluate.config import EvalConfig
 
 
-def test_tolerances_follow_kernelbench() -> None:
-    assert TOLERANCES == {"fp32": 1e-4, "fp16": 1e-2, "bf16": 1e-2}
+@pytest.mark.parametrize(
+    ("precision", "passes", "fails"),
+    [("fp32", 9e-5, 2e-4), ("fp16", 9e-3, 2e-2), ("bf16", 9e-3, 2e-2)],
+)
+def test_precision_sets_kernelbench_tolerances(precision: str, passes: float, fails: float) -> None:
+    """KernelBench's atol = rtol: 1e-4 in fp32, 1e-2 in fp16/bf16; what an evaluation
+    configured for a precision accepts, on absolute (near 0) and relative (large) errors."""
+    cfg = EvalConfig(backend=get_backend("cpu"), build_cache=Path("unused"), precision=precision)
+    atol, rtol = cfg.tolerance
+    near_zero = torch.zeros(64)
+    assert compare_outputs(near_zero, near_zero + passes, atol, rtol).ok
+    assert not compare_outputs(near_zero, near_zero + fails, atol, rtol).ok
+    large = torch.full((64,), 1000.0)  # |ref| * rtol dominates atol here
+    assert compare_outputs(large, large * (1 + passes), atol, rtol).ok
+    assert not compare_outputs(large, large * (1 + fails), atol, rtol).ok
+    # An explicit tolerance wins over the table.
+    loose = EvalConfig(
+        backend=get_backend("cpu"), build_cache=Path("unused"), precision=precision, atol=1.0
+    )
+    assert compare_outputs(near_zero, near_zero + 0.5, *loose.tolerance).ok
 
 
 def test_equal_and_within_tolerance() -> None:

@@ -39,7 +39,7 @@ def edit(path: Path, change) -> None:
         (lambda d: d.update(extra=1), "unknown key 'extra'"),
         (
             lambda d: d["backends"]["cpu"]["patterns"].update({"(unclosed": "cpu/cpp_default.txt"}),
-            r"backends.cpu.patterns\['\(unclosed'\]: bad regex",
+            "backends.cpu.patterns['(unclosed']: bad regex",
         ),
         (
             lambda d: d["backends"]["cpu"].update(default_prompt="cpu/missing.txt"),
@@ -54,12 +54,40 @@ def edit(path: Path, change) -> None:
             "backends.cpu.default_prompt is missing",
         ),
         (lambda d: d["backends"]["cpu"].update(colour="red"), "backends.cpu: unknown key 'colour'"),
+        (
+            lambda d: d["backends"]["cpu"].update(default_prompt=3),
+            "backends.cpu.default_prompt: expected a string, got 3",
+        ),
+        (
+            lambda d: d["backends"]["cpu"].update(default_prompt=""),
+            'backends.cpu.default_prompt: expected a file name, got ""',
+        ),
+        (
+            lambda d: d["backends"]["cpu"]["patterns"].update(relu=None),
+            "backends.cpu.patterns['relu']: expected a string, got null",
+        ),
+        (lambda d: d.update(backends=[]), "backends: expected an object, got an array"),
+        (lambda d: d.update(backends={}), "backends must not be empty"),
+        (lambda d: d.pop("backends"), "backends is missing"),
+        (
+            lambda d: d["reflection_hints"].update(incorrect=["check", "the", "math"]),
+            "reflection_hints.incorrect: expected a string, got an array",
+        ),
     ],
 )
 def test_bad_config_names_the_key(repo_prompts: Path, change, needle: str) -> None:
     cfg = repo_prompts / "config.json"
     edit(cfg, change)
-    with pytest.raises(PromptConfigError, match=needle):
+    with pytest.raises(PromptConfigError) as info:
+        load_config(cfg)
+    message = str(info.value)  # one line: the file, the JSON path, what is wrong
+    assert message.startswith(f"{cfg}: {needle}") and "\n" not in message, message
+
+
+def test_a_config_that_is_not_an_object(repo_prompts: Path) -> None:
+    cfg = repo_prompts / "config.json"
+    cfg.write_text("[1, 2]")
+    with pytest.raises(PromptConfigError, match="top level: expected an object, got an array"):
         load_config(cfg)
 
 

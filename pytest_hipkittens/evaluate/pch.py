@@ -18,27 +18,31 @@ as written. The lean header removes declarations, it replaces none.
 A missing header is never waited for: the first compile with a new flag set compiles as
 usual and starts the PCH build in the background, in its own session so the worker's
 process-group kill does not reach it; it is written to a temporary name and renamed, so a
-reader sees a complete file or none. GCC itself refuses a PCH whose flags do not match
+reader sees a complete file or none. One builder at a time per flag set: the builder holds
+``building.lock`` (``filelock``, an OS lock the kernel releases when its holder exits or
+dies, so a killed builder never blocks the next one) for the whole build; a worker waits on
+those locks before timing (``wait_for_builds``). GCC itself refuses a PCH whose flags do not match
 (``-Winvalid-pch`` says so in the log) and then parses the header as usual, so a wrong PCH
 costs time, never correctness. The key covers the real compiler, every flag that reaches
 the header, and ``HK_PCH_TAG`` (torch version and header mtime, set by the harness).
 
 Usage: ``CXX=<dir>/c++`` where that script runs ``python -m
 pytest_hipkittens.evaluate.pch "$@"``; ``HK_REAL_CXX``, ``HK_PCH_DIR``, ``HK_PCH_TAG``,
-``HK_LEAN_MAIN``.
+``HK_LEAN_MAIN``. ``python -m pytest_hipkittens.evaluate.pch --hk-build-header FOLDER CXX
+FLAGS...`` is the background builder.
 """
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import os
 import re
-import shlex
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+from filelock import FileLock, Timeout
 
 HEADER = "hk_torch.h"
 #: what a binding file needs of ``torch/extension.h``: tensors and factories, pybind11 with
@@ -49,7 +53,13 @@ LEAN_MAIN_HEADER = (
     "#include <torch/types.h>\n#include <torch/csrc/utils/pybind.h>\n"
     "#include <torch/csrc/Exceptions.h>\n"
 )
-STALE_CLAIM_S = 1800
+#: the lock a header's builder holds while it builds (in the header's folder)
+LOCK = "building.lock"
+#: a header build still running after this long is killed: a hung compiler must not hold
+#: the lock (and the workers waiting on it) forever
+BUILD_LIMIT_S = 1800
+#: first argument of the background builder's command line (no compiler takes it)
+BUILD_ARG = "--hk-build-header"
 FIRST_INCLUDE = re.compile(r"^\s*#\s*include\s*[<\"]torch/extension\.h[>\"]")
 #: flags that do not reach the header's meaning: outputs, dependency files, the source.
 _SKIP_WITH_ARG = {"-o", "-MF", "-MT", "-MQ"}
@@ -107,54 +117,120 @@ def pch_key(real_cxx: str, flags: list[str], tag: str) -> str:
     return hashlib.sha256("\0".join([real_cxx, tag, *flags]).encode()).hexdigest()[:20]
 
 
+def _lock(path: Path, timeout: float) -> FileLock:
+    """An OS lock on ``path`` (``timeout`` 0: one try). filelock 4 would fall back to a
+    marker file on a filesystem without flock, which a killed builder leaves behind:
+    there, no lock and no PCH (it costs time, never correctness)."""
+    try:
+        return FileLock(path, timeout=timeout, fallback_to_soft=False)
+    except TypeError:  # filelock 3: no soft fallback to turn off
+        return FileLock(path, timeout=timeout)
+
+
+#: builders this process started; kept so the handle of a running child is not dropped
+#: (which warns) while it builds
+_BUILDERS: list[subprocess.Popen] = []
+
+
 def _start_pch_build(real_cxx: str, flags: list[str], folder: Path) -> None:
-    """Build ``folder/hk_torch.h.gch`` in the background unless someone already is."""
+    """Build ``folder/hk_torch.h.gch`` in the background unless someone already is.
+
+    The builder (``build_header``, a process of its own) answers one line once it holds the
+    folder's lock or found it held; waiting for that line means a worker that looks for
+    running builds after this compile finds this one."""
     folder.mkdir(parents=True, exist_ok=True)
-    claim = folder / "building"
-    try:
-        if time.time() - claim.stat().st_mtime > STALE_CLAIM_S:
-            claim.unlink()  # a builder that died (machine restart) must not block forever
-    except OSError:
-        pass
-    try:
-        fd = os.open(claim, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-    except FileExistsError:
-        return
-    os.close(fd)
-    header = folder / HEADER
-    header.write_text("#include <torch/extension.h>\n", encoding="utf-8")
-    tmp = folder / f"{HEADER}.gch.{os.getpid()}.tmp"
-    # mv only after a successful compile; the claim is dropped either way.
-    script = (
-        f"{shlex.quote(real_cxx)} {' '.join(shlex.quote(f) for f in flags)} -x c++-header "
-        f"{shlex.quote(str(header))} -o {shlex.quote(str(tmp))} >{shlex.quote(str(folder / 'build.log'))} 2>&1 "
-        f"&& mv -f {shlex.quote(str(tmp))} {shlex.quote(str(header))}.gch; rm -f {shlex.quote(str(tmp))} "
-        f"{shlex.quote(str(claim))}"
-    )
+    _BUILDERS[:] = [p for p in _BUILDERS if p.poll() is None]  # reap finished ones
     proc = subprocess.Popen(
-        ["/bin/sh", "-c", script],
+        [sys.executable, "-m", "pytest_hipkittens.evaluate.pch", BUILD_ARG, str(folder)]
+        + [real_cxx, *flags],
         stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         start_new_session=True,
     )
-    # Who holds the claim: a worker waits for a live builder (see building()), never for
-    # a dead one's leftover claim.
-    with contextlib.suppress(OSError):
-        claim.write_text(str(proc.pid), encoding="ascii")
+    assert proc.stdout is not None
+    with proc.stdout:
+        proc.stdout.readline()  # "locked", "busy", or nothing if it could not start
+    _BUILDERS.append(proc)
 
 
-def building(root: Path) -> list[int]:
-    """Pids of the header builds under ``root`` (HK_PCH_DIR) still running."""
-    alive = []
-    for claim in root.glob("*/building"):
+def build_header(folder: Path, real_cxx: str, flags: list[str]) -> int:
+    """The background builder: hold ``folder``'s lock for the whole build and compile the
+    header unless a builder before this one already did; say on stdout whether it holds
+    the lock, then close stdout (the starter stops reading)."""
+    lock = _lock(folder / LOCK, timeout=0)
+    try:
+        lock.acquire()
+    except (Timeout, OSError, NotImplementedError):
+        print("busy", flush=True)  # another builder has it (or this filesystem cannot lock)
+        return 0
+    try:
+        print("locked", flush=True)
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+        gch = folder / f"{HEADER}.gch"
+        if gch.is_file():
+            return 0
+        header = folder / HEADER
+        header.write_text("#include <torch/extension.h>\n", encoding="utf-8")
+        tmp = folder / f"{HEADER}.gch.{os.getpid()}.tmp"
+        cmd = [real_cxx, *flags, "-x", "c++-header", str(header), "-o", str(tmp)]
         try:
-            pid = int(claim.read_text(encoding="ascii").strip())
-            os.kill(pid, 0)
-        except (OSError, ValueError):
+            with open(folder / "build.log", "wb") as log:
+                done = subprocess.run(
+                    cmd,
+                    stdin=subprocess.DEVNULL,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    timeout=BUILD_LIMIT_S,
+                )
+            if done.returncode == 0:
+                os.replace(tmp, gch)  # readers see a complete file or none
+        except (OSError, subprocess.TimeoutExpired):
+            pass  # no PCH: compiles go on parsing the header
+        finally:
+            tmp.unlink(missing_ok=True)
+        return 0
+    finally:
+        lock.release()
+
+
+def _held(path: Path) -> bool:
+    """Whether a builder holds the lock file ``path`` now."""
+    lock = _lock(path, timeout=0)
+    try:
+        lock.acquire()
+    except Timeout:
+        return True
+    except (OSError, NotImplementedError):
+        return False
+    lock.release()
+    return False
+
+
+def building(root: Path) -> list[Path]:
+    """The header folders under ``root`` (HK_PCH_DIR) whose build is running now."""
+    return [path.parent for path in sorted(root.glob(f"*/{LOCK}")) if _held(path)]
+
+
+def wait_for_builds(root: Path, limit_s: float) -> list[Path]:
+    """Wait, ``limit_s`` in all, for the header builds under ``root`` to end — finished,
+    failed, or their builder dead, which releases its lock — and return the folders still
+    building at the deadline."""
+    deadline = time.monotonic() + limit_s
+    late = []
+    for path in sorted(root.glob(f"*/{LOCK}")):
+        lock = _lock(path, timeout=max(0.0, deadline - time.monotonic()))
+        try:
+            lock.acquire()
+        except Timeout:
+            late.append(path.parent)
             continue
-        alive.append(pid)
-    return alive
+        except (OSError, NotImplementedError):
+            continue
+        lock.release()
+    return late
 
 
 def command(args: list[str], env: dict[str, str], lean: str | None = None) -> list[str]:
@@ -215,6 +291,8 @@ def run(args: list[str], env: dict[str, str]) -> int:
 
 
 def main() -> int:
+    if sys.argv[1:2] == [BUILD_ARG]:
+        return build_header(Path(sys.argv[2]), sys.argv[3], sys.argv[4:])
     return run(sys.argv[1:], dict(os.environ))
 
 
