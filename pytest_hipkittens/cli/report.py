@@ -5,7 +5,9 @@ multi-host run) are merged into DIR — problem folders missing there are copied
 summary.json and the detailed reports are written there; ``--html`` renders the same
 pytest-html report a live run makes. A problem whose best_result.json cannot be read is
 *damaged*: named on stderr, counted as such, and the exit status is 1 unless
-``--allow-damaged``.
+``--allow-damaged``. ``--compare`` compares whole runs instead (:mod:`..compare`): one row
+per problem, the change against the first run, a summary per run, and with ``--html`` one
+self-contained page with the fast_p curves and the speedup scatter.
 """
 
 from __future__ import annotations
@@ -76,6 +78,39 @@ def render_html(tree: Path, html: Path) -> tuple[int, str]:
     return code, out.getvalue()
 
 
+def compare_main(args: argparse.Namespace) -> int:
+    """``--compare``: each tree is one run, compared with the first; nothing is merged."""
+    from ..compare import NotATree, compare, html_page, text_lines
+    from ..results import write_atomic
+
+    if len(args.results) < 2:
+        die("--compare needs at least two results trees")
+    if args.output:
+        die("--compare reads the trees as they are; --output (merging) does not apply")
+    try:
+        cmp = compare([Path(raw) for raw in args.results])
+    except NotATree as exc:
+        die(str(exc))
+    if not cmp.rows:
+        die(f"no finished problems (best_result.json) under {', '.join(args.results)}")
+    for name, key in cmp.damaged:
+        print(f"hk-report: damaged: {name}: {key}/best_result.json cannot be read", file=sys.stderr)
+    print("\n".join(text_lines(cmp)))
+    if args.html:
+        write_atomic(Path(args.html), html_page(cmp))
+        print(f"HTML comparison: {args.html}")
+    if args.pytest_html:
+        from ..compare_report import render
+
+        target = Path(args.pytest_html).resolve()
+        code, noise = render(cmp, target)
+        if not target.is_file():
+            print(noise[-4000:], file=sys.stderr)
+            die(f"pytest-html wrote no report (pytest exit {code})")
+        print(f"pytest-html comparison: {args.pytest_html}")
+    return 1 if cmp.damaged and not args.allow_damaged else 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="hk-report", description=__doc__.splitlines()[0])
     parser.add_argument("results", nargs="+", metavar="RESULTS_DIR")
@@ -90,7 +125,22 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="exit 0 even when a problem's best_result.json is damaged",
     )
+    parser.add_argument(
+        "--compare",
+        action="store_true",
+        help="compare the trees as runs (models, prompts, versions) against the first one",
+    )
+    parser.add_argument(
+        "--pytest-html",
+        metavar="REPORT.html",
+        help="with --compare: the comparison as a pytest-html report too (an item per "
+        "problem, failed when a later run lost it or got slower)",
+    )
     args = parser.parse_args(argv)
+    if args.compare:
+        return compare_main(args)
+    if args.pytest_html:
+        die("--pytest-html goes with --compare (--html renders a tree's own report)")
 
     from ..report import records_from_tree, solved_line, summarize, table_lines, write_reports
 
