@@ -2,10 +2,10 @@
 
 Two results trees — two models, two prompt sets, this week's run and last week's — are
 compared problem by problem against the first: newly solved, lost, faster or slower. A
-speed change counts only beyond the timing noise the results recorded: the per-trial
-coefficient of variation of the reference and of the kernel (``timing.ref_cv`` and
-``timing.cv``, :mod:`.evaluate.verify`) in both runs, combined, never below
-``MIN_NOISE``. Per run: solved rate and fast_p (:func:`.report.summarize`, over the run's
+speed change counts only beyond the timing noise the results recorded: both speedups'
+95% intervals (``timing.speedup_ci``) combined, or for older results the per-trial
+coefficients of variation of reference and kernel (``timing.ref_cv``, ``timing.cv``) in
+both runs; never below ``MIN_NOISE``. Per run: solved rate and fast_p (:func:`.report.summarize`, over the run's
 own problems), the geometric-mean speedup over the problems *every* run solved (the only
 set on which the runs' speedups compare), tokens and cost per solved problem. Runs made on
 different cards or with different trial settings are flagged (:func:`.runinfo.not_comparable`).
@@ -128,9 +128,28 @@ def _speedup(rec: dict[str, Any] | None) -> float | None:
     return float(s) if isinstance(s, (int, float)) and s > 0 and math.isfinite(s) else None
 
 
+def _log_half_width(rec: dict[str, Any]) -> float | None:
+    """Half the width, in log space, of a record's 95% speedup interval (None without one)."""
+    ci = rec.get("speedup_ci")
+    if (
+        isinstance(ci, (list, tuple))
+        and len(ci) == 2
+        and all(isinstance(v, (int, float)) and v > 0 and math.isfinite(v) for v in ci)
+    ):
+        return math.log(ci[1] / ci[0]) / 2
+    return None
+
+
 def noise(a: dict[str, Any], b: dict[str, Any]) -> float:
-    """Relative noise of the ratio of two speedups: the four per-trial CVs (reference and
-    kernel, both runs) combined; ``UNKNOWN_CV`` for one not recorded; at least MIN_NOISE."""
+    """Relative noise of the ratio of two speedups, at least MIN_NOISE.
+
+    From both results' 95% bootstrap intervals of the speedup (``timing.speedup_ci``)
+    where both have one — the noise of the two medians, combined in log space; else, for
+    results of older versions, the four per-trial CVs (reference and kernel, both runs)
+    combined, ``UNKNOWN_CV`` for one not recorded (per-trial spread: more cautious)."""
+    widths = [_log_half_width(a), _log_half_width(b)]
+    if all(w is not None for w in widths):
+        return max(MIN_NOISE, math.exp(math.hypot(*widths)) - 1)  # type: ignore[arg-type]
     cvs = [
         float(v) if isinstance(v, (int, float)) and math.isfinite(v) else UNKNOWN_CV
         for rec in (a, b)

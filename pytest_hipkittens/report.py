@@ -249,6 +249,7 @@ class HtmlHooks:
         ("hkattempts", "Attempts", lambda r: _fmt(r.get("attempts_used"), "d")),
         ("hkspeedup", "Speedup", lambda r: _fmt(r.get("speedup"), ".2f")),
         ("hkci", "95% CI", lambda r: ci_text(r.get("speedup_ci"))),
+        ("hkcv", "CV", lambda r: _fmt(r.get("cv"), ".0%")),
         ("hkrefms", "Ref ms", lambda r: _fmt(r.get("ref_ms"), ".4f")),
         ("hknewms", "New ms", lambda r: _fmt(r.get("new_ms"), ".4f")),
         ("hkpeak", "% of peak", lambda r: _fmt(r.get("pct_of_peak"), ".1f")),

@@ -465,3 +465,15 @@ def test_two_real_runs_compared(tmp_path: Path) -> None:
         r"^B\s+1\s+1 \(100%\)", out, re.M
     )
     assert page.read_text(encoding="utf-8").count('src="data:image/png;base64,') == 2
+
+
+def test_recorded_intervals_set_the_noise_when_both_results_have_one() -> None:
+    from pytest_hipkittens.compare import change, noise
+
+    a = {"status": "correct", "speedup": 1.0, "speedup_ci": [0.98, 1.02], "cv": 0.5, "ref_cv": 0.5}
+    b = {"status": "correct", "speedup": 1.06, "speedup_ci": [1.04, 1.08], "cv": 0.5, "ref_cv": 0.5}
+    # Per-trial CVs of 50% would call anything "same"; the medians' intervals are narrow.
+    assert noise(a, b) < 0.04
+    assert change(a, b)["kind"] == "faster"
+    older = {k: v for k, v in b.items() if k != "speedup_ci"}
+    assert noise(a, older) > 0.9 and change(a, older)["kind"] == "same"

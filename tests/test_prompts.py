@@ -140,3 +140,22 @@ def test_reflection_prompt_carries_timing_and_profile_findings() -> None:
     }
     text = reflection_prompt("FIRST", "code", result, {"slower": "Fuse."}, 2)
     assert "speedup 0.50x" in text and "`aten::copy_` takes 40%" in text and "Hint: Fuse." in text
+
+
+def test_reflection_prompt_says_where_the_kernel_sits_on_the_roofline() -> None:
+    from pytest_hipkittens.roofline import roofline
+
+    timing = {"ref_ms": 0.25, "new_ms": 0.5, "speedup": 0.5, "bytes": 1e9, "flops": 0}
+    result = {
+        "status": "correct",
+        "category": "slower",
+        "message": "correct, 0.50x vs PyTorch",
+        "timing": timing,
+        "roofline": roofline(timing, {"gpu": "NVIDIA H200"}, "fp32"),
+    }
+    text = reflection_prompt("FIRST", "code", result, {}, 1)
+    assert (
+        "Roofline: your kernel is memory-bound, 42% of peak bandwidth (2,000 of 4,800 GB/s" in text
+    )
+    del result["roofline"]
+    assert "Roofline" not in reflection_prompt("FIRST", "code", result, {}, 1)
