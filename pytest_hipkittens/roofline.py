@@ -131,13 +131,14 @@ def describe(rl: dict[str, Any] | None, who: str = "new") -> str | None:
 
 #: Sizes (MiB copied) at which a cpu's bandwidth is measured: a small problem's data stays
 #: in the caches, and its roof is the caches' bandwidth, not the memory's.
-COPY_MIB = (4, 16, 64, 256)
+COPY_MIB = (4, 16, 64)
 
 
 def measure_cpu(threads: int) -> dict[str, Any]:
     """This cpu's roofs with torch and ``threads`` threads: copies and sums of ``COPY_MIB``
     (GB/s, every byte read or written counted, per size) and a 1024² fp32 matmul (TFLOP/s);
-    best of several runs. Runs in the trusted worker, once per process (~0.5 s)."""
+    best of several runs. Runs in the trusted worker, once per process (~0.3 s), when the
+    first roofline needs it."""
     import time
 
     import torch
@@ -158,9 +159,9 @@ def measure_cpu(threads: int) -> dict[str, Any]:
         moved = 2 * (mib << 20)
         # A copy reads and writes; a reduction only reads, which a cpu does faster: the
         # roof is the better of the two, so no kernel reads above 100% of it.
-        copy_gbps = moved / best(lambda s=src, d=dst: d.copy_(s), 10) / 1e9
+        copy_gbps = moved / best(lambda s=src, d=dst: d.copy_(s), 6) / 1e9
         read = torch.ones(moved // 4, dtype=torch.float32)
-        read_gbps = moved / best(lambda r=read: r.sum(), 10) / 1e9
+        read_gbps = moved / best(lambda r=read: r.sum(), 6) / 1e9
         copy[str(moved)] = max(copy_gbps, read_gbps)
     a, b = torch.randn(1024, 1024), torch.randn(1024, 1024)
     return {

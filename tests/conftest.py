@@ -138,7 +138,9 @@ def evaluator(tmp_path: Path):
         correctness_trials=3,
         timing_trials=5,
         timing_budget_s=1.0,
-        build_timeout=30,
+        # A real C++ extension build takes ~34 s on two busy cores; tests of the timeout
+        # itself set their own.
+        build_timeout=300,
         run_timeout=30,
         allow_torch_ops=True,  # pure-Python stand-ins; tests of that check switch it off
     )

@@ -395,17 +395,18 @@ def test_the_comparison_as_a_pytest_html_report(trees: dict[str, Path], tmp_path
 
 
 def plugin_run(
-    results: Path, label: str, responses: Path | None, cwd: Path
+    results: Path, label: str, responses: Path | None, cwd: Path, cache: Path
 ) -> subprocess.CompletedProcess:
     """``pytest kernelbench_tests -k ReLU`` on the cpu backend with replayed responses.
 
-    The user's default build cache is used (not a fresh one), so the unchanged ReLU kernel is
-    a cache hit after its first build anywhere."""
+    The suite's build cache is used, so the unchanged ReLU kernel is a cache hit after its
+    first build in the session (the main job's, in test_e2e)."""
     env = {
         k: v
         for k, v in os.environ.items()
         if k not in ("LLM_GATEWAY_KEY", "KERNELBENCH_DIR", "NUM_SAMPLES", "HK_ALLOW_TORCH_OPS")
     }
+    env["HK_BUILD_CACHE"] = str(cache)
     args = [
         sys.executable,
         "-m",
@@ -427,7 +428,7 @@ def plugin_run(
     return subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=900)
 
 
-def test_two_real_runs_compared(tmp_path: Path) -> None:
+def test_two_real_runs_compared(tmp_path: Path, build_cache: Path) -> None:
     """Run A replays the bundled ReLU answer; run B's first answer does not compile and its
     second is the same kernel (one new, failing build; the good one is a cache hit)."""
     responses = tmp_path / "responses"
@@ -443,7 +444,7 @@ def test_two_real_runs_compared(tmp_path: Path) -> None:
 
     a, b = tmp_path / "a", tmp_path / "b"
     for results, label, resp in ((a, "A", None), (b, "B", responses)):
-        proc = plugin_run(results, label, resp, tmp_path)
+        proc = plugin_run(results, label, resp, tmp_path, build_cache)
         assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
     before = fingerprint(a, b)
     page = tmp_path / "compare.html"

@@ -243,7 +243,12 @@ def test_incorrect_then_fixed_with_reflection_and_resume(
     result = run_toy(kb, toy_kb, responses, "--hk-target-speedup", "0")
     result.assert_outcomes(passed=1)
     result.stdout.fnmatch_lines(
-        ["*hipkittens benchmark*", "level1/1_Scale *correct*", "solved 1/1*"]
+        [
+            "*hipkittens benchmark*",
+            "problem * outcome * speedup * 95% CI*",
+            "level1/1_Scale *",
+            "solved 1/1*",
+        ]
     )
     tree = kb.path / "results" / "level1" / "1_Scale"
     r1 = json.loads((tree / "result_1.json").read_text())

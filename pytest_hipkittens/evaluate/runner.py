@@ -34,6 +34,7 @@ from .build import cache_key, compiler_env, wrapped
 from .config import EvalConfig, ReferenceFailed
 from .plausibility import implausible, impossible
 from .reference import Reference, reference_key
+from .routes import build_route
 from .sandbox import WorkerDied, WorkerProcess, read_log, scrub_env, shm_root, trace
 from .schema import STATUSES, base_result, fail, first_error
 from .static import torch_fallback, uses_library
@@ -328,6 +329,7 @@ class Evaluator:
                 )
         except WorkerDied as exc:
             worker.close()
+            result["build_route"] = build_route(ext_dir, self.cfg)  # where it was stuck
             shutil.rmtree(shm, ignore_errors=True)
             # A killed build may leave a partial directory (and torch's lock file): drop it.
             shutil.rmtree(ext_dir, ignore_errors=True)
@@ -336,6 +338,7 @@ class Evaluator:
             fail(result, status, category, f"build: {exc}", read_log(log))
             return _Candidate(code, result, None, log)
         result["build_seconds"] = round(time.monotonic() - t0, 3)
+        result["build_route"] = build_route(ext_dir, self.cfg)
         if not answer.get("ok"):
             worker.close()
             shutil.rmtree(shm, ignore_errors=True)
@@ -383,6 +386,12 @@ class Evaluator:
                 escaped = (result["timing"].get("crosscheck") or {}).get("escaped")
                 if escaped:
                     raise Verdict("rejected", "rejected", f"timing not credible: {escaped}")
+                if self.cfg.backend.device == "cpu" and "roofs" not in ref.hardware:
+                    # No datasheet for a cpu: measured once per trusted process, when the
+                    # first roofline needs them (not at every problem's start).
+                    measured = ref.request(120, cmd="roofs")
+                    if measured.get("ok"):
+                        ref.hardware["roofs"] = measured["roofs"]
                 result["roofline"] = roofline(
                     result["timing"], result["hardware"], self.cfg.precision
                 )

@@ -85,6 +85,7 @@ class Trusted:
     def __init__(self) -> None:
         self._reset()
         self._timer: Any = None
+        self._roofs: dict[str, Any] | None = None
 
     def _reset(self) -> None:
         """Forget the last problem: one trusted process serves a whole session's problems."""
@@ -369,11 +370,16 @@ class Trusted:
             info["arch"] = props.gcnArchName if hip else f"sm_{props.major}{props.minor}"
             info["cuda"] = torch.version.cuda
             info["hip"] = hip
-        else:  # no datasheet for a cpu: its roofs are measured (roofline.py)
-            from ..roofline import measure_cpu
-
-            info["roofs"] = measure_cpu(torch.get_num_threads())
         return {"ok": True, "hardware": info}
+
+    def roofs(self, msg: dict) -> dict:
+        """This cpu's measured roofs (roofline.measure_cpu): there is no datasheet for a
+        cpu. Measured once per trusted process, when the first roofline needs them."""
+        from ..roofline import measure_cpu
+
+        if self._roofs is None:
+            self._roofs = measure_cpu(torch.get_num_threads())
+        return {"ok": True, "roofs": self._roofs}
 
     def handlers(self) -> dict[str, Any]:
         return {
@@ -387,4 +393,5 @@ class Trusted:
             "compile": self.compile,
             "work": self.work,
             "hardware": self.hardware,
+            "roofs": self.roofs,
         }
