@@ -10,9 +10,12 @@ each has its own constant and name, so nothing is shared through a cache), then 
    verifies and times those already built;
 4. a cache hit: the same candidate evaluated again.
 
-It prints wall times, effective seconds per candidate, the ratio to serial, and the
-fraction of the pipeline's wall time the device spent evaluating (verify + time). Every
-build directory is fresh (a temporary build cache), so the numbers are cold.
+It prints wall times, effective seconds per candidate, the ratio to serial, the fraction
+of the pipeline's wall time the device spent evaluating (verify + time), and which way the
+harness's builds went (each result's ``build_route``: split, lean header or as written, and
+why a file fell back): a wrapper that quietly stopped splitting shows there as well as in
+the times. Every build directory is fresh (a temporary build cache), so the numbers are
+cold.
 
     python benchmarks/throughput.py --backend cuda --count 16 --jobs 16,8 --serial 2
 """
@@ -27,12 +30,12 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections import Counter
 from pathlib import Path
 from typing import Any
 
 from pytest_hipkittens.backends import get_backend
 from pytest_hipkittens.evaluate import EvalConfig, Evaluator
+from pytest_hipkittens.evaluate.routes import tally
 from pytest_hipkittens.problems import SAMPLES_DIR, load_problem_file
 
 CUDA = '''
@@ -190,9 +193,11 @@ def main() -> int:
 
     ev = evaluator(jobs_list[0])
     figures: dict[str, Any] = {}
+    evaluated: list[dict[str, Any]] = []  # every harness result, for the build routes
 
     # 0. warm-up: one harness build starts the precompiled headers in the background.
     first = ev.evaluate(problem, codes[0])
+    evaluated.append(first)
     figures["first_build_s"] = first["build_seconds"] or float("nan")
     figures["pch_ready_after_s"] = wait_for_pch(cache / "pch")
     print(
@@ -208,6 +213,7 @@ def main() -> int:
 
     # 2. cold latency of one new candidate through the harness, PCH ready.
     lat = ev.evaluate(problem, codes[1 + args.serial])
+    evaluated.append(lat)
     figures["harness_cold_build_s"] = lat["build_seconds"] or float("nan")
     figures["harness_cold_steps_s"] = ninja_steps(cache, [f"{salt}_{1 + args.serial}"])
     steps = ", ".join(f"{k} {v:.1f}" for k, v in figures["harness_cold_steps_s"].items())
@@ -231,6 +237,7 @@ def main() -> int:
         cpu0 = os.times()
         t0 = time.monotonic()
         results = ev.evaluate_pairs([(problem, c) for c in batch])
+        evaluated += results
         wall = time.monotonic() - t0
         cpu1 = os.times()
         # this process plus every finished (waited-for) descendant: workers, ninja, compilers
@@ -265,16 +272,12 @@ def main() -> int:
 
     # 4. cache hit.
     hit = ev.evaluate(problem, codes[offset - 1])
+    evaluated.append(hit)
     figures["cache_hit_build_s"] = hit["build_seconds"] or float("nan")
     ev.close()
 
-    modes = Counter(
-        line.split(" ", 1)[0]
-        for note in cache.rglob("hk_nvcc.log")
-        for line in note.read_text(encoding="utf-8").splitlines()
-        if not line.startswith("not split")
-    )
-    figures["cu_modes"] = dict(modes)
+    routes = tally(evaluated)
+    figures["build_routes"] = routes
     print()
     print(
         f"backend {backend.name}, {os.cpu_count()} cores, {args.count} candidates per batch; "
@@ -297,8 +300,17 @@ def main() -> int:
         f"cold latency: plain {figures['serial_each_s']:.1f} s, harness with PCH "
         f"{figures['harness_cold_build_s']:.1f} s; cache hit {figures['cache_hit_build_s']:.2f} s"
     )
-    if modes:
-        print(f".cu files compiled: {', '.join(f'{k} {v}' for k, v in sorted(modes.items()))}")
+    print(
+        "build routes (candidates): "
+        + ", ".join(f"{k} {v}" for k, v in sorted(routes["candidates"].items()))
+    )
+    if routes["files"]:
+        print(
+            ".cu files compiled: "
+            + ", ".join(f"{k} {v}" for k, v in sorted(routes["files"].items()))
+        )
+    for why, n in sorted(routes["fell_back"].items(), key=lambda kv: -kv[1]):
+        print(f"  fell back x{n}: {why}")
     if args.json:
         args.json.write_text(json.dumps(figures, indent=2) + "\n", encoding="utf-8")
     return 0

@@ -294,7 +294,7 @@ def test_a_failing_split_never_fails_the_build(tmp_path: Path, monkeypatch) -> N
     on to the lean and as-written compiles."""
     from pytest_hipkittens.evaluate import splitcu
 
-    def broken(src: str) -> None:
+    def broken(src: str, file: str | None = None) -> None:
         raise IndexError("scanner bug")
 
     monkeypatch.setattr(splitcu, "split", broken)

@@ -19,7 +19,13 @@ For each ``-c x.cu`` the wrapper tries, in order, keeping the first that compile
 Output of a failed attempt is discarded, so the log and the result of a candidate that
 compiles nowhere are what plain nvcc gives; only time is lost. What is generated is the
 candidate's own code in every case: the lean header removes declarations, the split moves
-them. ``hk_nvcc.log`` next to the object says which way each file went and why.
+them. ``hk_nvcc.log`` next to the object says which way each file went and why, for
+people; ``<object>.hk-route.json`` says it for the harness (routes.py: the result's
+``build_route``).
+
+A failed route whose every error is proven the candidate's own — a name nothing in the
+compile as written declares (own_error.py) — ends the compile there with that route's log,
+instead of compiling the same mistake three times.
 
 Usage: ``PYTORCH_NVCC=<dir>/nvcc`` (torch honours it) where that script runs ``python -m
 pytest_hipkittens.evaluate.nvcc "$@"``; ``HK_REAL_NVCC``, ``HK_LEAN_INCLUDE``,
@@ -37,6 +43,9 @@ import time
 from pathlib import Path
 
 from . import pch
+from .own_error import Judge
+from .routes import Recorder
+from .schema import first_error
 
 LEAN_HEADER = "#pragma once\n// pytest-hipkittens: torch/extension.h without the C++ frontend and Python\n#include <torch/types.h>\n"
 
@@ -84,6 +93,31 @@ C10_TYPES = (
 
 class NotSplit(Exception):
     """This compile is not one the split build handles (the reason is logged)."""
+
+
+class OwnError(Exception):
+    """The split's halves failed on an error proven the candidate's own (own_error.py);
+    ``log`` is what their compilers said, ``first`` its first error line."""
+
+    def __init__(self, log: str, first: str) -> None:
+        super().__init__(first)
+        self.log, self.first = log, first
+
+
+def _failed(halves: dict[str, tuple[Path, int]], judge: Judge | None) -> NotSplit:
+    """What a split whose halves (name: log, exit status) did not all compile raises:
+    :class:`OwnError` when ``judge`` proves the failure the candidate's own, else
+    :class:`NotSplit` with the first error line."""
+    texts = [
+        log.read_text(encoding="utf-8", errors="replace") if log.exists() else ""
+        for log, code in halves.values()
+        if code
+    ]
+    first = next((e for t in texts if (e := first_error(t))), None)
+    if judge is not None and (own := judge.own(*texts)):
+        raise OwnError("".join(texts), own)
+    detail = ", ".join(f"{half} {code}" for half, (_, code) in halves.items())
+    return NotSplit(f"split halves did not compile ({detail}): {first or 'no error line'}")
 
 
 def host_flags(args: list[str], cuda_include: Path | None) -> list[str]:
@@ -154,10 +188,13 @@ def _symbols(obj: Path, env: dict[str, str]) -> tuple[set[str], set[str]]:
     return defined, undefined
 
 
-def split_compile(args: list[str], env: dict[str, str], real: str, lean: Path) -> int:
+def split_compile(
+    args: list[str], env: dict[str, str], real: str, lean: Path, judge: Judge | None = None
+) -> int:
     """Compile the ``.cu`` of ``args`` as a torch-free device file (nvcc) and a host file
     (host compiler, precompiled lean header) at the same time, then join the two objects
-    into the output nvcc would have written. Raises :class:`NotSplit` when not applicable."""
+    into the output nvcc would have written. Raises :class:`NotSplit` when not applicable,
+    :class:`OwnError` when the halves fail on what ``judge`` proves the candidate's own."""
     from .splitcu import Refused, instantiations, split
 
     source = cu_source(args)
@@ -166,7 +203,7 @@ def split_compile(args: list[str], env: dict[str, str], real: str, lean: Path) -
         raise NotSplit("not a -c compile of a .cu with -o")
     flags = host_flags(args, cuda_include(real, env))
     try:
-        parts = split(source.read_text(encoding="utf-8", errors="replace"))
+        parts = split(source.read_text(encoding="utf-8", errors="replace"), str(source))
     except (Refused, OSError) as exc:
         raise NotSplit(str(exc)) from None
     work = Path(output + ".hk-split")
@@ -194,7 +231,8 @@ def split_compile(args: list[str], env: dict[str, str], real: str, lean: Path) -
             # Kernel templates: the host object says which instantiations it launches, then
             # the device file is compiled with exactly those (one more step on the path).
             if subprocess.call(host_cmd, stdout=host_log, stderr=host_log):
-                raise NotSplit("the host half did not compile")
+                host_log.flush()
+                raise _failed({"host": (work / "host.log", 1)}, judge)
             _, needed = _symbols(host_obj, env)
             extra = instantiations(parts.kernels, sorted(needed))
             prefix = C10_TYPES if re.search(r"\b(?:c10|at)::", extra) else ""
@@ -207,7 +245,10 @@ def split_compile(args: list[str], env: dict[str, str], real: str, lean: Path) -
             ]
             codes = [p.wait() for p in procs]
     if any(codes):
-        raise NotSplit(f"split halves did not compile (device {codes[0]}, host {codes[1]})")
+        raise _failed(
+            {"device": (work / "device.log", codes[0]), "host": (work / "host.log", codes[1])},
+            judge,
+        )
     defined, _ = _symbols(dev_obj, env)
     if needed is None:
         needed = _symbols(host_obj, env)[1]
@@ -240,25 +281,54 @@ def _note(args: list[str], line: str) -> None:
 
 
 def run(args: list[str], env: dict[str, str]) -> int:
-    """Compile like nvcc would; for a ``.cu``, try the split build, then the lean header."""
+    """Compile like nvcc would; for a ``.cu``, try the split build, then the lean header,
+    then the file as written, recording the way it went (routes.py)."""
     real = env.get("HK_REAL_NVCC") or "nvcc"
     lean = env.get("HK_LEAN_INCLUDE")
-    if lean and cu_source(args) is not None:
-        t0 = time.monotonic()
-        if env.get("HK_SPLIT_CU", "1") != "0":
-            try:
-                split_compile(args, env, real, Path(lean))
-                _note(args, f"split {time.monotonic() - t0:.2f}s")
-                return 0
-            except NotSplit as exc:
-                _note(args, f"not split: {exc}")
-            except Exception as exc:  # noqa: BLE001 - a speed-up must never fail a build
-                _note(args, f"not split: {type(exc).__name__}: {exc}")
-        if pch.quietly([real, "-I", lean, *args]):
-            _note(args, f"lean header {time.monotonic() - t0:.2f}s")
+    source = cu_source(args)
+    if not lean or source is None:
+        return subprocess.call([real, *args])
+    t0 = time.monotonic()
+    record = Recorder(_value(args, "-o", "--output-file"), source)
+    judge = Judge(real, args, source)
+    if env.get("HK_SPLIT_CU", "1") != "0":
+        record.enter("split")
+        try:
+            split_compile(args, env, real, Path(lean), judge)
+            _note(args, f"split {time.monotonic() - t0:.2f}s")
+            record.done(True)
             return 0
-        _note(args, "as written")
-    return subprocess.call([real, *args])
+        except OwnError as exc:
+            sys.stderr.write(exc.log)
+            _note(args, f"split: the candidate's own error: {exc.first}")
+            record.done(False, own_error=exc.first)
+            return 1
+        except NotSplit as exc:
+            _note(args, f"not split: {exc}")
+            record.fell_back("split", str(exc))
+        except Exception as exc:  # noqa: BLE001 - a speed-up must never fail a build
+            _note(args, f"not split: {type(exc).__name__}: {exc}")
+            record.fell_back("split", f"{type(exc).__name__}: {exc}")
+    record.enter("lean")
+    tried = subprocess.run([real, "-I", lean, *args], capture_output=True)
+    log = (tried.stdout + tried.stderr).decode("utf-8", errors="replace")
+    own = judge.own(log) if tried.returncode else None
+    if tried.returncode == 0 or own:
+        sys.stdout.buffer.write(tried.stdout)
+        sys.stderr.buffer.write(tried.stderr)
+        seconds = f"{time.monotonic() - t0:.2f}s"
+        _note(
+            args,
+            f"lean header: the candidate's own error: {own}" if own else f"lean header {seconds}",
+        )
+        record.done(not own, own_error=own)
+        return tried.returncode
+    record.fell_back("lean", first_error(log) or f"nvcc exited with {tried.returncode}")
+    _note(args, "as written")
+    record.enter("as written")
+    code = subprocess.call([real, *args])
+    record.done(code == 0)
+    return code
 
 
 def main() -> int:

@@ -49,9 +49,9 @@ def first_error(text: str) -> str | None:
             line = line.strip()
             head, sep, tail = line.partition(": error:")
             if sep:
-                line = (
-                    f"{Path(head.split(':')[0]).name}:{':'.join(head.split(':')[1:])}: error:{tail}"
-                )
+                # gcc's file:line:col and nvcc's file(line) alike
+                file, *where = head.split(":")
+                line = f"{':'.join([Path(file).name, *where])}: error:{tail}"
             return line[:300]
     return None
 
@@ -89,6 +89,8 @@ def base_result(code: str | None, cfg: EvalConfig) -> dict[str, Any]:
             "python": platform.python_version(),
         },
         "build_seconds": None,
+        #: which way each .cu compiled (routes.py); None: nothing was built
+        "build_route": None,
         "eval_seconds": None,
         #: seconds the device was held (outputs, audit, timing) and per evaluation phase.
         "device_seconds": None,

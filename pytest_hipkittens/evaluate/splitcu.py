@@ -26,6 +26,11 @@ kernel templates launched without spelled-out arguments, device symbols the host
 names, unbalanced text — is refused with a reason; the caller then compiles the file as
 written. A split that does not compile is also discarded by the caller, so a wrong guess
 costs seconds, never a different program.
+
+Given the source's file name, every piece copied from it is preceded by a ``#line``
+directive naming its line there: a compiler error in either half (and ``__LINE__``,
+``__FILE__``, debug line info) points at the candidate's own file and line, which is what
+the wrapper's rule for the candidate's own errors (own_error.py) reads.
 """
 
 from __future__ import annotations
@@ -91,6 +96,7 @@ class _Chunk:
     inner: list[_Chunk] = field(default_factory=list)
     head: str = ""  # "namespace a::b" for namespaces
     kernel: Kernel | None = None  # the kernel a "code" chunk defines (set by _scan)
+    line: int = 0  # the source line the chunk starts on (1-based)
 
 
 # -- scanning -------------------------------------------------------------------------------
@@ -157,7 +163,7 @@ def _chunks(src: str, code: str, start: int, end: int) -> list[_Chunk]:
                     j = nl + 1
                     continue
                 break
-            chunks.append(_Chunk(src[i:nl], code[i:nl], "pp"))
+            chunks.append(_Chunk(src[i:nl], code[i:nl], "pp", line=_line_of(src, i)))
             i = nl
             continue
         m = re.match(r"namespace\s*([\w:]*)\s*\{", code[i:end])
@@ -167,7 +173,14 @@ def _chunks(src: str, code: str, start: int, end: int) -> list[_Chunk]:
             close = _balanced(code, i + m.end() - 1, "{}", end)
             inner = _chunks(src, code, i + m.end(), close)
             chunks.append(
-                _Chunk(src[i : close + 1], code[i : close + 1], "namespace", inner, m.group(1))
+                _Chunk(
+                    src[i : close + 1],
+                    code[i : close + 1],
+                    "namespace",
+                    inner,
+                    m.group(1),
+                    line=_line_of(src, i),
+                )
             )
             i = close + 1
             continue
@@ -197,9 +210,13 @@ def _chunks(src: str, code: str, start: int, end: int) -> list[_Chunk]:
         else:
             if code[i:end].strip():
                 raise Refused("declaration without an end")
-        chunks.append(_Chunk(src[i:j], code[i:j], "code"))
+        chunks.append(_Chunk(src[i:j], code[i:j], "code", line=_line_of(src, i)))
         i = j
     return chunks
+
+
+def _line_of(src: str, i: int) -> int:
+    return src.count("\n", 0, i) + 1
 
 
 def _assigns(head: str) -> bool:
@@ -400,6 +417,15 @@ class _Plan:
     kernels: dict[str, Kernel] = field(default_factory=dict)
     device_names: set[str] = field(default_factory=set)
     host_words: set[str] = field(default_factory=set)
+    #: the source's file name for ``#line`` directives (None: none are written)
+    file: str | None = None
+
+    def at(self, ch: _Chunk) -> str:
+        """The ``#line`` directive that puts ``ch`` back at its line of the source."""
+        if self.file is None or not ch.line:
+            return ""
+        name = self.file.replace("\\", "\\\\").replace('"', '\\"')
+        return f'#line {ch.line} "{name}"\n'
 
 
 def _is_host_code(code: str) -> bool:
@@ -434,12 +460,13 @@ def _scan(chunks: list[_Chunk], path: tuple[str, ...], plan: _Plan) -> None:
             plan.host_words.update(_IDENT.findall(code))
 
 
-def split(src: str) -> Split:
-    """Split ``src`` or raise :class:`Refused`."""
+def split(src: str, file: str | None = None) -> Split:
+    """Split ``src`` or raise :class:`Refused`; with ``file`` (the source's name as the
+    compiler is given it), each copied piece carries a ``#line`` back to it."""
     if re.search(r'\bR"', src):
         raise Refused("raw string literal")
     chunks = _chunks(src, _code_only(src), 0, len(src))
-    plan = _Plan()
+    plan = _Plan(file=file)
     _scan(chunks, (), plan)
     if not plan.kernels:
         raise Refused("no kernels")
@@ -468,8 +495,9 @@ def _emit(
     chunks: list[_Chunk], path: tuple[str, ...], plan: _Plan, device: list[str], host: list[str]
 ) -> None:
     for ch in chunks:
+        at = plan.at(ch)
         if ch.kind == "pp":
-            _emit_pp(ch, device, host)
+            _emit_pp(ch, at, device, host)
             continue
         if ch.kind == "namespace":
             dev_in: list[str] = []
@@ -480,11 +508,11 @@ def _emit(
             continue
         code = ch.code
         if ch.kernel is None and "__global__" in code:
-            device.append(ch.text)  # a prototype
+            device.append(at + ch.text)  # a prototype
         elif (k := ch.kernel) is not None:
             sig = f"namespace hk_sig_{k.pointer} {{ {k.signature}; }}\n"
             hidden = '__attribute__((visibility("hidden")))'
-            device.append(ch.text)
+            device.append(at + ch.text)
             if k.tparams:
                 # One pointer per instantiation the host code launches; the device file gets
                 # explicit instantiations once the host object says which (instantiations()).
@@ -505,25 +533,25 @@ def _emit(
                     f"{k.pointer};"
                 )
         elif any(w in code for w in CUDA_DEVICE_WORDS):
-            device.append(ch.text)
+            device.append(at + ch.text)
             name = _type_name(code) if _TYPE_START.match(code.strip()) else None
             if _both_sides(code) or (name and name in plan.host_words):
-                host.append(ch.text)  # a type the host code uses (g++ may refuse its bodies)
+                host.append(at + ch.text)  # a type the host code uses (g++ may refuse bodies)
         elif (alias := _NAMESPACE_ALIAS.match(code)) and not _TORCH.search(code):
             # `using namespace nvcuda;`, `namespace cg = cooperative_groups;`
-            device.append(ch.text)
+            device.append(at + ch.text)
             if not _DEVICE_NAMESPACE.match(alias.group(1)):
-                host.append(ch.text)
+                host.append(at + ch.text)
         elif _is_host_code(code) or not _is_shared(code):
-            host.append(_rewrite_launches(ch.text, code, plan.kernels))
+            host.append(at + _rewrite_launches(ch.text, code, plan.kernels))
         else:
-            device.append(ch.text)
-            host.append(ch.text)
+            device.append(at + ch.text)
+            host.append(at + ch.text)
 
 
-def _emit_pp(ch: _Chunk, device: list[str], host: list[str]) -> None:
-    text = ch.text
-    m = re.match(r"\s*#\s*(\w*)\s*(.*)", text, re.S)
+def _emit_pp(ch: _Chunk, at: str, device: list[str], host: list[str]) -> None:
+    m = re.match(r"\s*#\s*(\w*)\s*(.*)", ch.text, re.S)
+    text = at + ch.text
     word = m.group(1) if m else ""
     rest = m.group(2) if m else ""
     if word not in _PP_OK:
@@ -585,10 +613,14 @@ def _rewrite_launches(text: str, code: str, kernels: dict[str, Kernel]) -> str:
         args_end = _balanced(code, j)
         out.append(_rename(text[i : i + m.start()], code[i : i + m.start()], kernels))
         callee = _qualified(k) + (f"<{targs}>" if targs is not None else "")
-        out.append(
+        lowered = (
             f"((__cudaPushCallConfiguration({text[at + 3 : close]})) ? (void)0 : "
             f"{callee}{text[j : args_end + 1]})"
         )
+        # Line breaks the lowering dropped (around the name, before the arguments) come
+        # after it, so the lines below keep their numbers (#line, error messages).
+        lost = text[i + m.start() : args_end + 1].count("\n") - lowered.count("\n")
+        out.append(lowered + "\n" * max(0, lost))
         i = args_end + 1
     out.append(_rename(text[i:], code[i:], kernels))
     return "".join(out)
