@@ -58,7 +58,11 @@ def pytest_configure(config: pytest.Config) -> None:
     config.pluginmanager.register(plugin, "hipkittens-session")
     if config.pluginmanager.hasplugin("html") and not hasattr(config, "workerinput"):
         config.pluginmanager.register(
-            report.HtmlHooks(lambda: list(plugin.records.values()), plugin.run_meta),
+            report.HtmlHooks(
+                lambda: list(plugin.records.values()),
+                plugin.run_meta,
+                rebuilt=plugin.session.settings.read_only,
+            ),
             "hipkittens-html",
         )
 

@@ -47,6 +47,7 @@ def summarize(records: list[dict[str, Any]]) -> dict[str, Any]:
             for p in FAST_P
         },
         "geomean_speedup_correct": geomean,
+        "build_routes": dict(Counter(r["build_route"] for r in records if r.get("build_route"))),
         "totals": {
             "tokens": int(total("tokens")),
             "cost_usd": round(total("cost_usd"), 6),
@@ -88,6 +89,7 @@ def record_from_best(best: dict[str, Any]) -> dict[str, Any]:
         "backend": best.get("backend"),
         "hardware": best.get("hardware"),
         "model": (best.get("llm") or {}).get("model"),
+        "build_route": (best.get("build_route") or {}).get("route"),
     }
 
 
@@ -265,9 +267,13 @@ class HtmlHooks:
         self,
         records: Callable[[], list[dict[str, Any]]],
         meta: Callable[[], dict[str, Any]] | None = None,
+        rebuilt: bool = False,
     ) -> None:
         self.records = records
         self.meta = meta or dict
+        #: the report is rebuilt from a tree (hk-report): pytest-html's own "took" line
+        #: times the rebuild, so the problems' recorded time is said next to it
+        self.rebuilt = rebuilt
 
     def pytest_html_results_table_header(self, cells: list[str]) -> None:
         """The problem id instead of the test's node id; the benchmark's columns after it."""
@@ -309,6 +315,13 @@ class HtmlHooks:
             from .plots import summary_html
 
             prefix.append(summary_html(records, self.meta()))
+            if self.rebuilt:
+                took = sum(float(r.get("wall_s") or 0) for r in records)
+                postfix.append(
+                    "<p>Rebuilt from the results tree: “… took …” above is the time of the "
+                    f"rebuild; the problems took {took / 60:.1f} min when they ran (the "
+                    "Duration column is the recorded one).</p>"
+                )
 
 
 def ci_text(ci: Any) -> str:

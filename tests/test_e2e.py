@@ -306,6 +306,8 @@ def test_hk_report_rebuilds_from_the_tree(main_job, env: dict[str, str], tmp_pat
     assert proc.stdout.count("solved ") == 1 and " passed" not in proc.stdout, proc.stdout
     live, again = html_report(out / "report.html"), html_report(rebuilt)
     assert again["plots"] == live["plots"] and sorted(again["rows"]) == sorted(live["rows"])
+    assert "Rebuilt from the results tree" in again["text"]
+    assert "Rebuilt from the results tree" not in live["text"]
     # Durations are the recorded ones (the problem's wall time), not the reload's.
     from pytest_html.basereport import _format_duration
 
