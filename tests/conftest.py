@@ -31,14 +31,30 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 REPO = Path(__file__).resolve().parent.parent
 
 
+@pytest.fixture(autouse=True)
+def _outer_xdist_hidden(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The pytest runs a test starts (pytester, subprocesses) are sessions of their own:
+    under ``pytest tests -n 2`` they must not see this process's xdist worker variables
+    (pytest-benchmark, where installed, then warns that xdist is active, and warnings
+    are errors here)."""
+    for var in ("PYTEST_XDIST_WORKER", "PYTEST_XDIST_WORKER_COUNT", "PYTEST_XDIST_TESTRUNUID"):
+        monkeypatch.delenv(var, raising=False)
+
+
 @pytest.fixture(scope="session")
-def build_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One build cache for the session (or $HK_TEST_BUILD_CACHE to keep it across runs)."""
+def build_cache(tmp_path_factory: pytest.TempPathFactory, worker_id: str) -> Path:
+    """One build cache for the whole run — shared by the xdist workers of ``make test``,
+    as a benchmark run's workers share theirs, so a kernel one worker built is a cache hit
+    in the other — or $HK_TEST_BUILD_CACHE to keep it across runs."""
     keep = os.environ.get("HK_TEST_BUILD_CACHE")
     if keep:
         Path(keep).mkdir(parents=True, exist_ok=True)
         return Path(keep)
-    return tmp_path_factory.mktemp("build-cache")
+    if worker_id == "master":
+        return tmp_path_factory.mktemp("build-cache")
+    shared = tmp_path_factory.getbasetemp().parent / "build-cache"
+    shared.mkdir(exist_ok=True)
+    return shared
 
 
 @pytest.fixture

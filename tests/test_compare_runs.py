@@ -428,6 +428,7 @@ def plugin_run(
     return subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=900)
 
 
+@pytest.mark.slow
 def test_two_real_runs_compared(tmp_path: Path, build_cache: Path) -> None:
     """Run A replays the bundled ReLU answer; run B's first answer does not compile and its
     second is the same kernel (one new, failing build; the good one is a cache hit)."""

@@ -470,6 +470,7 @@ def test_bad_prices_file_is_one_line(kb: pytest.Pytester, tmp_path: Path) -> Non
     )
 
 
+@pytest.mark.slow
 def test_narrower_runs_never_shrink_the_tree_and_damage_is_redone_not_lost(
     kb: pytest.Pytester, toy_kb: Path, tmp_path: Path
 ) -> None:

@@ -103,6 +103,7 @@ def test_shard_option_selects_and_validates(
     bad.stderr.fnmatch_lines(["*--hk-shard: I must be between 1 and N*"])
 
 
+@pytest.mark.slow
 def test_xdist_workers_split_the_cores(pytester: pytest.Pytester, hk_env: Path, two_toys) -> None:
     import os
 
@@ -156,6 +157,7 @@ def test_too_many_workers_is_a_usage_error(
     result.stderr.fnmatch_lines([f"ERROR: {n} xdist workers but * CPU core(s) for the cpu backend"])
 
 
+@pytest.mark.slow
 def test_merged_shards_equal_a_single_run(
     pytester: pytest.Pytester, hk_env: Path, two_toys, tmp_path: Path
 ) -> None:
