@@ -33,7 +33,8 @@ def test_crosscheck_confirms_agreement_and_names_launch_overhead() -> None:
     timing = {"speedup": 1.9, "ref_ms": 0.21, "new_ms": 0.11}
     c = judge(timing, side(0.2), side(0.1, 0.102))
     assert c["confirmed"] and c["escaped"] is None
-    assert c["device_speedup"] == pytest.approx(2.0)
+    assert c["busy_speedup"] == pytest.approx(2.0)
+    assert c["device_speedup"] == pytest.approx(0.2 / 0.102)
     assert c["new_launch_ms"] == pytest.approx(0.008)
     # Launch overhead pulls the harness's speedup below the profiler's: not held against it.
     small = judge({"speedup": 1.2, "ref_ms": 0.012, "new_ms": 0.010}, side(0.006), side(0.003))
@@ -41,6 +42,16 @@ def test_crosscheck_confirms_agreement_and_names_launch_overhead() -> None:
     # A slower small kernel: launch overhead pulls 0.63x up towards 1x (an H200 control).
     slower = judge({"speedup": 0.75, "ref_ms": 0.017, "new_ms": 0.023}, side(0.0097), side(0.0152))
     assert slower["confirmed"]
+
+
+def test_a_fused_kernel_saves_the_references_launch_gaps_and_that_is_confirmed() -> None:
+    # RMSNorm on an H200: five eager ops, busy 0.03 ms but spread over 0.12 ms of launches;
+    # one fused kernel of 0.0116 ms. 8.5x by the events is real: the gaps are saved.
+    timing = {"speedup": 8.5, "speedup_ci": [6.9, 9.1], "ref_ms": 0.128, "new_ms": 0.0151}
+    c = judge(timing, side(0.03, 0.12), side(0.0116))
+    assert c["confirmed"], c["reason"]
+    assert c["device_speedup"] == pytest.approx(0.12 / 0.0116)
+    assert c["busy_speedup"] == pytest.approx(0.03 / 0.0116)
 
 
 def test_crosscheck_flags_a_speedup_the_device_does_not_show() -> None:

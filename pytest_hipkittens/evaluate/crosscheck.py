@@ -131,7 +131,12 @@ def judge(
     the rounds on cores shared with everything else: only the two speedups are compared.
     """
     ref_dev, new_dev = ref["busy_ms"], new["busy_ms"]
-    device_speedup = ref_dev / new_dev if new_dev > 0 else None
+    # The device's view of a call is its span: first kernel's start to last kernel's end,
+    # the idle gaps between launches included. A reference of five eager ops spends most
+    # of its time in those gaps, which a fused kernel really saves: the busy time alone
+    # would call that saving unconfirmed (an RMSNorm at 8.5x on an H200 did).
+    device_speedup = ref["span_ms"] / new["span_ms"] if new["span_ms"] > 0 else None
+    busy_speedup = ref_dev / new_dev if new_dev > 0 else None
     speedup = timing.get("speedup")
     reasons = []
     # The harness's own noise is allowed for: its interval's low end is what it claims
@@ -140,7 +145,7 @@ def judge(
     if device_speedup and claimed and claimed > max(device_speedup, 1.0) * (1 + TOLERANCE):
         reasons.append(
             f"the harness's {speedup:.2f}x is above the profiler's {device_speedup:.2f}x "
-            f"(device busy {ref_dev:.4f} vs {new_dev:.4f} ms)"
+            f"(device span {ref['span_ms']:.4f} vs {new['span_ms']:.4f} ms)"
         )
     new_ms = timing.get("new_ms") or 0.0
     escaped = None
@@ -163,6 +168,7 @@ def judge(
         "new_span_ms": new["span_ms"],
         "kernels_per_call": new.get("kernels_per_call"),
         "device_speedup": device_speedup,
+        "busy_speedup": busy_speedup,
         "events_over_device": new_ms / new_dev if new_dev > 0 else None,
         "ref_launch_ms": max(0.0, (timing.get("ref_ms") or 0.0) - ref["span_ms"]),
         "new_launch_ms": max(0.0, new_ms - new["span_ms"]),
