@@ -16,7 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from .evaluate.schema import STATUSES
+from .evaluate.schema import STATUSES, Result
 from .results import ProblemResults, ResultsTree, write_atomic, write_json
 
 FAST_P = (0.0, 1.0, 1.5, 2.0)
@@ -56,8 +56,9 @@ def summarize(records: list[dict[str, Any]]) -> dict[str, Any]:
     }
 
 
-def record_from_best(best: dict[str, Any]) -> dict[str, Any]:
-    """A per-problem record (same keys as ``Outcome.summary()``) from best_result.json."""
+def record_from_best(best: Result) -> dict[str, Any]:
+    """A per-problem record (same keys as ``Outcome.summary()``) from best_result.json
+    (typed by :class:`~.evaluate.schema.Result`, the schema every writer shares)."""
     t = best.get("timing") or {}
     totals = best.get("totals") or {}
     return {

@@ -14,7 +14,10 @@ result says they were measured.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .evaluate.schema import Roofline, Timing
 
 #: fp32 on the CUDA / vector cores (TFLOP/s): what an fp32 kernel without TF32 can reach.
 FP32_VECTOR: dict[str, float] = {
@@ -84,9 +87,7 @@ def _pct(rate: dict[str, float] | None, r: dict[str, Any], intensity: float | No
     return 100.0 * rate["gbps"] / r["gbps"]
 
 
-def roofline(
-    timing: dict[str, Any], hardware: dict[str, Any], precision: str
-) -> dict[str, Any] | None:
+def roofline(timing: Timing, hardware: dict[str, Any], precision: str) -> Roofline | None:
     """The result's ``roofline`` object, or None without the work's size or a known roof."""
     nbytes, flops = float(timing.get("bytes") or 0), float(timing.get("flops") or 0)
     r = roof(hardware, precision, nbytes)

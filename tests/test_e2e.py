@@ -111,6 +111,11 @@ def test_relu_is_correct_on_the_first_attempt(main_job) -> None:
     assert second["sample"] == 2 and second["code_sha256"] == first["code_sha256"]
     best = json.loads((relu / "best_result.json").read_text())
     assert best["status"] == "correct" and (relu / "best_code.py").is_file()
+    # What a real run writes is what the shared schema declares.
+    from pytest_hipkittens.evaluate.schema import Result
+
+    for path in relu.glob("*result*.json"):
+        assert set(json.loads(path.read_text())) <= set(Result.__annotations__), path
     # Every accepted result carries its noise, the profiler's cross-check and the roofline.
     timing = best["timing"]
     lo, hi = timing["speedup_ci"]

@@ -23,7 +23,10 @@ from __future__ import annotations
 
 import statistics
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .schema import Crosscheck, Timing
 
 CALL = "hk_crosscheck_call"
 DONE = "hk_crosscheck_done"
@@ -117,8 +120,8 @@ TOLERANCE = 0.10
 
 
 def judge(
-    timing: dict[str, Any], ref: dict[str, Any], new: dict[str, Any], device: str = "cuda"
-) -> dict[str, Any]:
+    timing: Timing, ref: dict[str, Any], new: dict[str, Any], device: str = "cuda"
+) -> Crosscheck:
     """The result's ``timing.crosscheck``: both sides' device times, the launch overhead the
     events carry on top, and whether the profiler confirms the harness's speedup.
 

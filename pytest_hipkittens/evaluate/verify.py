@@ -29,7 +29,7 @@ from .config import EvalConfig
 from .crosscheck import judge
 from .reference import Reference
 from .sandbox import WorkerProcess
-from .schema import failure_status
+from .schema import Timing, failure_status
 from .timing import decided, plan, speedup_interval, summarize, wall_check, wall_reason
 
 #: Timing rounds whose last output is compared, besides the last round (chosen at random).
@@ -329,9 +329,7 @@ class Run:
         }
 
 
-def timing_record(
-    answer: dict[str, Any], work: dict[str, Any], device: str = "cuda"
-) -> dict[str, Any]:
+def timing_record(answer: dict[str, Any], work: dict[str, Any], device: str = "cuda") -> Timing:
     """The result's ``timing`` block from per-trial milliseconds."""
     ref_s, new_s = summarize(answer["ref_ms"]), summarize(answer["new_ms"])
     new_ms = new_s["median"]
