@@ -11,10 +11,7 @@ Nothing is generated, built or timed, and the trees are only read.
 
 from __future__ import annotations
 
-import contextlib
 import html
-import io
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -130,32 +127,8 @@ def test_problem(hk_row: dict[str, Any]) -> None:
 
 def render(cmp: Comparison, out: Path) -> tuple[int, str]:
     """pytest + pytest-html over this module; pytest's exit code and its output."""
-    out_text = io.StringIO()
-    with (
-        tempfile.TemporaryDirectory(prefix="hk-compare-") as tmp,
-        contextlib.redirect_stdout(out_text),
-    ):
-        ini = Path(tmp) / "pytest.ini"
-        ini.write_text("[pytest]\n", encoding="utf-8")
-        code = int(
-            pytest.main(
-                [
-                    __file__,
-                    "-c",
-                    str(ini),
-                    "--rootdir",
-                    tmp,
-                    "-p",
-                    "no:cacheprovider",
-                    "-p",
-                    "no:hipkittens",  # its own columns and summary are for live runs
-                    "-q",
-                    "--no-header",
-                    "--html",
-                    str(out),
-                    "--self-contained-html",
-                ],
-                plugins=[CompareHtml(cmp)],
-            )
-        )
-    return code, out_text.getvalue()
+    from .quiet_pytest import run
+
+    # -p no:hipkittens: the plugin's own columns and summary are for live runs
+    args = ["-p", "no:hipkittens", "--html", str(out), "--self-contained-html"]
+    return run(__file__, args, plugins=[CompareHtml(cmp)])

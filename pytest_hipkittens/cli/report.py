@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import shutil
 import sys
-import tempfile
 from pathlib import Path
 
 from . import die
@@ -38,44 +37,11 @@ def merge(trees: list[Path], out: Path) -> None:
 def render_html(tree: Path, html: Path) -> tuple[int, str]:
     """pytest + pytest-html over the tree (replay_report.py), read only; pytest's exit code
     and its output (shown only when no report came out: the table is printed once, here)."""
-    import contextlib
-    import io
-
-    import pytest
-
     from .. import replay_report
+    from ..quiet_pytest import run
 
-    out = io.StringIO()
-    with (
-        tempfile.TemporaryDirectory(prefix="hk-report-") as tmp,
-        contextlib.redirect_stdout(out),
-    ):
-        ini = Path(tmp) / "pytest.ini"
-        ini.write_text("[pytest]\n", encoding="utf-8")
-        code = int(
-            pytest.main(
-                [
-                    replay_report.__file__,
-                    "-c",
-                    str(ini),
-                    "--rootdir",
-                    tmp,
-                    "-p",
-                    "no:cacheprovider",
-                    "-q",
-                    "--no-header",
-                    "--hk-results",
-                    str(tree),
-                    "--hk-read-only",
-                    "--html",
-                    str(html),
-                    "--self-contained-html",
-                    "--hk-progress",
-                    "off",
-                ]
-            )
-        )
-    return code, out.getvalue()
+    args = ["--hk-results", str(tree), "--hk-read-only", "--html", str(html)]
+    return run(replay_report.__file__, [*args, "--self-contained-html", "--hk-progress", "off"])
 
 
 def compare_main(args: argparse.Namespace) -> int:
