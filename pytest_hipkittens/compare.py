@@ -547,8 +547,9 @@ def summary_html(cmp: Comparison) -> str:
     return "".join(
         [
             f'<p class="muted">Changes are against {_e(cmp.runs[0].name)}. A speed change counts '
-            "only beyond the timing noise the results recorded (per-trial CV of reference and "
-            f"kernel in both runs, at least {MIN_NOISE:.0%}). fast_p: fraction of a run's "
+            "only beyond the timing noise the results recorded (both speedups' 95% intervals; "
+            "for results without one, the per-trial CVs of reference and kernel in both runs; "
+            f"at least {MIN_NOISE:.0%}). fast_p: fraction of a run's "
             "problems that are correct and faster than p x PyTorch.</p>",
             *(f'<div class="warn">⚠ {_e(w)}</div>' for w in cmp.warnings),
             "<h2>Per run</h2>",
