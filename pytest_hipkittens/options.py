@@ -607,7 +607,9 @@ def lookup(config: pytest.Config, dest: str) -> Any:
         source = f"ini {dest}"
         try:
             raw = config.getini(dest)
-        except (ValueError, TypeError) as exc:  # pytest's own check of a bool/TOML value
+        except (ValueError, TypeError, pytest.UsageError) as exc:
+            # pytest's own check of a bool/TOML value: a ValueError up to pytest 9.1, its own
+            # UsageError (with the same text, without the flag or the source) from 9.2
             raise pytest.UsageError(f"{opt.flag}: {exc} (from {source})") from None
         if isinstance(raw, (bool, list)):  # already typed by pytest (bool, linelist)
             if raw or raw is False:

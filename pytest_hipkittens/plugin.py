@@ -233,7 +233,9 @@ class HKPlugin:
         """What ran, for the report's first screen: this run's metadata, or for a report
         rebuilt from a tree (``--hk-read-only``) the metadata its runs recorded."""
         if self.meta and not self.session.settings.read_only:
-            return self.meta | {"finished": None}
+            import time
+
+            return self.meta | {"finished": time.time()}  # the report is written at the end
         from . import runinfo
 
         return runinfo.from_tree(self.session.settings.results)

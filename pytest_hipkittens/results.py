@@ -28,10 +28,23 @@ from typing import Any
 INDEX_RE = re.compile(r"^result_(\d+)\.json$")
 
 
+def _read_umask() -> int:
+    """The process's umask: read by setting it and setting it back, once, at import (before
+    any thread of ours could create a file in between)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _read_umask()
+
+
 def write_atomic(path: Path, data: str | bytes, mode: int | None = None) -> None:
     """Write ``data`` to ``path`` via a temp file + rename in the same directory.
 
-    ``mode`` (e.g. 0o755) is set on the temp file, so the file never exists without it.
+    ``mode`` (e.g. 0o755) is set on the temp file, so the file never exists without it;
+    by default the file gets the mode any file the user writes gets (0o666 less the umask:
+    a temp file is 0o600, which hid a shared tree from ``hk-monitor`` run by a colleague).
     """
     path.parent.mkdir(parents=True, exist_ok=True)
     how = "wb" if isinstance(data, bytes) else "w"
@@ -41,8 +54,7 @@ def write_atomic(path: Path, data: str | bytes, mode: int | None = None) -> None
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
-        if mode is not None:
-            os.chmod(tmp, mode)
+        os.chmod(tmp, mode if mode is not None else 0o666 & ~_UMASK)
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):

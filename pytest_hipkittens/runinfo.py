@@ -285,7 +285,7 @@ def describe(meta: dict[str, Any] | None) -> list[tuple[str, str]]:
         harness += f" ({v('software.git')})"
     runs = get(meta, "runs")
     rows = [
-        ("Label", v("label")),
+        ("Label", str(get(meta, "label") or "not set")),
         ("LLM", llm),
         ("Prompts", f"{v('prompts.set')} set, sha256 {v('prompts.sha256')}"),
         ("Backend", f"{v('backend')}" + (f" ({v('arch')})" if get(meta, "arch") else "")),

@@ -122,7 +122,7 @@ def test_relu_is_correct_on_the_first_attempt(main_job) -> None:
     assert lo <= timing["speedup"] <= hi and isinstance(timing["decided"], bool)
     cross = timing["crosscheck"]
     assert cross["tool"] == "torch.profiler (cpu clock)" and cross["new_device_ms"] > 0
-    assert isinstance(cross["confirmed"], bool) and cross["escaped"] is None
+    assert cross["confirmed"] is None and cross["escaped"] is None  # cpu: recorded, not judged
     roof = best["roofline"]
     assert roof["bytes"] == timing["bytes"] and roof["bound"] == "memory"
     assert roof["roof"]["source"].startswith("measured on this cpu") and roof["pct_of_peak"] > 0

@@ -231,3 +231,20 @@ def test_the_table_is_well_formed() -> None:
         assert opt.action in (None, "store_true", "append"), opt.flag
         assert not (opt.choices and opt.convert), opt.flag
         assert opt.action == "store_true" or opt.metavar or opt.choices, opt.flag
+
+
+@pytest.mark.parametrize("raised", [ValueError, pytest.UsageError])
+def test_pytests_own_ini_check_still_names_the_option_and_its_source(raised: type) -> None:
+    """pytest up to 9.1 raises ValueError for a bad bool ini value, 9.2 its own UsageError
+    (same text, no flag, no source): either way the user sees the option and where."""
+    from types import SimpleNamespace
+
+    from pytest_hipkittens.options import lookup
+
+    def getini(name: str) -> None:
+        raise raised("invalid truth value 'maybe'")
+
+    config = SimpleNamespace(getoption=lambda dest, default=None: None, getini=getini)
+    with pytest.raises(pytest.UsageError) as info:
+        lookup(config, "hk_read_only")  # type: ignore[arg-type]
+    assert str(info.value) == "--hk-read-only: invalid truth value 'maybe' (from ini hk_read_only)"

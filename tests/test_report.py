@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from pytest_hipkittens.report import records_from_tree, summarize, table_lines, write_reports
 from pytest_hipkittens.results import ResultsTree
 
@@ -305,3 +307,14 @@ def test_monitor_counts_only_this_runs_selection_and_refuses_other_folders(
     (tmp_path / "notes").mkdir()
     refused = hk_monitor(tmp_path / "notes")
     assert refused.returncode == 2 and "is not a results tree" in refused.stderr
+
+
+def test_an_unconfirmed_speedup_is_correct_but_never_faster() -> None:
+    records = [
+        rec("level1/1_A", "correct", 3.0) | {"confirmed": False},
+        rec("level1/2_B", "correct", 1.2) | {"confirmed": True},
+        rec("level1/3_C", "correct", 1.1) | {"confirmed": None},  # cpu: not judged
+    ]
+    fast = summarize(records)["fast_p"]
+    assert fast["fast_0"] == 1.0 and fast["fast_1"] == pytest.approx(2 / 3)
+    assert fast["fast_1.5"] == 0.0 and fast["fast_2"] == 0.0

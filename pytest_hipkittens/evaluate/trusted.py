@@ -348,10 +348,12 @@ class Trusted:
     def hardware(self, msg: dict) -> dict:
         import platform
 
+        from ..runinfo import cpu_model
+
         info: dict[str, Any] = {
             "torch": torch.__version__,
             "python": platform.python_version(),
-            "cpu": platform.processor() or platform.machine(),
+            "cpu": cpu_model(),
             "threads": torch.get_num_threads(),
             "cpu_affinity": sorted(os.sched_getaffinity(0)),
             "visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES")
