@@ -99,3 +99,41 @@ def test_cpu_roofs_are_measured_and_follow_the_working_set() -> None:
     r = roof({"roofs": measured}, "fp32", 4 << 20)
     assert r["gbps"] == 40.0 and r["source"].startswith("measured on this cpu")
     assert roof({}, "fp32") is None
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        {
+            "ok": True,
+            "tool": "t",
+            "calls": 10,
+            "busy_ms": "0.1",
+            "span_ms": 0.1,
+            "kernels_per_call": 1,
+        },
+        {"ok": True, "busy_ms": float("nan"), "span_ms": 0.1, "kernels_per_call": 1},
+        {"ok": True, "busy_ms": -1.0, "span_ms": 0.1, "kernels_per_call": 1},
+        {"ok": True, "span_ms": 0.1},
+        ["not", "a", "dict"],
+    ],
+)
+def test_a_forged_crosscheck_answer_is_a_failed_crosscheck_not_a_crash(answer: object) -> None:
+    from pytest_hipkittens.evaluate.verify import checked_crosscheck, timing_record
+
+    assert checked_crosscheck(answer)["ok"] is False
+    ref = {
+        "ok": True,
+        "tool": "t",
+        "calls": 10,
+        "busy_ms": 0.1,
+        "span_ms": 0.1,
+        "kernels_per_call": 1,
+    }
+    run = {
+        "ref_ms": [0.2] * 5,
+        "new_ms": [0.1] * 5,
+        "crosscheck": {"ref": checked_crosscheck(ref), "new": checked_crosscheck(answer)},
+    }
+    cross = timing_record(run, {})["crosscheck"]
+    assert cross["confirmed"] is None and cross["error"].startswith(("malformed", "no answer"))

@@ -253,7 +253,7 @@ class Run:
         new = self._cand(cmd="crosscheck")
         if new.get("category") == "rejected":
             _answer(new, "cross-check: ")
-        return {"ref": ref, "new": new}
+        return {"ref": checked_crosscheck(ref), "new": checked_crosscheck(new)}
 
     def timing(self, seeds: list[int], trials: int) -> dict[str, Any]:
         """Reference and candidate ms in alternating rounds; rounds' last outputs checked.
@@ -327,6 +327,31 @@ class Run:
             "method": method,
             **compile_info,
         }
+
+
+def checked_crosscheck(answer: Any) -> dict[str, Any]:
+    """A worker's cross-check answer as plain, finite numbers — or a failed one.
+
+    The candidate's worker answers from a process its code runs in: whatever it sends is
+    data to check, never to trust into arithmetic (a string or a NaN must not break the
+    evaluation, let alone the session)."""
+    import math
+
+    if not isinstance(answer, dict) or not answer.get("ok"):
+        message = answer.get("message") if isinstance(answer, dict) else None
+        return {"ok": False, "message": str(message or "no answer")[:300]}
+    out: dict[str, Any] = {"ok": True}
+    for key in ("busy_ms", "span_ms", "kernels_per_call"):
+        value = answer.get(key)
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return {"ok": False, "message": f"malformed cross-check answer ({key})"}
+        if not math.isfinite(value) or value < 0:
+            return {"ok": False, "message": f"malformed cross-check answer ({key})"}
+        out[key] = float(value)
+    calls = answer.get("calls")
+    out["calls"] = calls if isinstance(calls, int) and not isinstance(calls, bool) else 0
+    out["tool"] = str(answer.get("tool") or "profiler")[:80]
+    return out
 
 
 def timing_record(answer: dict[str, Any], work: dict[str, Any], device: str = "cuda") -> Timing:
