@@ -169,15 +169,23 @@ def roofline_plot(records: list[dict[str, Any]]) -> str | None:
     roofs: one hollow point per reference, one filled per candidate, joined by a line."""
     plt = _pyplot()
 
+    import math
+
+    def finite(*values: Any) -> bool:
+        return all(isinstance(v, (int, float)) and math.isfinite(v) and v > 0 for v in values)
+
     rows = [
         r
         for r in records
         if r.get("status") == "correct"
         and (rl := r.get("roofline"))
-        and rl.get("intensity")
-        and (rl.get("roof") or {}).get("tflops")
-        and (rl.get("roof") or {}).get("gbps")
+        and finite(rl.get("intensity"))
+        and finite((rl.get("roof") or {}).get("tflops"), (rl.get("roof") or {}).get("gbps"))
+        and finite((rl.get("new") or {}).get("gflops"))
     ]
+    if rows:  # one roof per picture: the first record's device and precision
+        first = rows[0]["roofline"]["roof"]
+        rows = [r for r in rows if r["roofline"]["roof"].get("source") == first.get("source")]
     if not rows:
         return None
     roof = rows[0]["roofline"]["roof"]
@@ -194,9 +202,9 @@ def roofline_plot(records: list[dict[str, Any]]) -> str | None:
         x = rl["intensity"]
         ref = (rl.get("ref") or {}).get("gflops")
         new = (rl.get("new") or {}).get("gflops")
-        if ref and new:
+        if finite(ref, new):
             ax.plot([x, x], [ref, new], color="#bdbdbd", linewidth=0.8, zorder=1)
-        if ref:
+        if finite(ref):
             ax.scatter([x], [ref], facecolors="none", edgecolors="#616161", s=28, zorder=2)
         if new:
             ax.scatter([x], [new], color="#1565c0", s=28, zorder=3)
@@ -216,7 +224,7 @@ def roofline_plot(records: list[dict[str, Any]]) -> str | None:
             (r["roofline"].get("ref") or {}).get("gflops"),
             (r["roofline"].get("new") or {}).get("gflops"),
         )
-        if v
+        if finite(v)
     ]
     ax.set_ylim(min(points + [lo * gbps]) / 2, max(points + [peak_gflops]) * 2.5)
     ax.set_xlabel("arithmetic intensity (FLOP/byte)")

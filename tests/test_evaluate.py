@@ -181,3 +181,29 @@ def test_one_trusted_process_serves_problem_after_problem(evaluator: Evaluator, 
     assert evaluator.reference(second).worker.proc.pid == pid
     assert evaluator.evaluate(second, python_candidate("x * 2.0"))["status"] == "correct"
     assert evaluator.evaluate(first, python_candidate("x * 2.0"))["status"] == "incorrect"
+
+
+@pytest.mark.parametrize(
+    "line",
+    [b"1" * 5000 + b"\n", b'{"ok": "\xff"}\n', b"[" * 20_000 + b"\n"],
+    ids=["huge-int", "bad-utf8", "deep-nesting"],
+)
+def test_a_malformed_answer_line_is_a_dead_worker_not_an_exception(
+    line: bytes, tmp_path: Path
+) -> None:
+    """Whatever a worker writes on its reply pipe, the parent sees WorkerDied."""
+    import os
+
+    from pytest_hipkittens.evaluate.sandbox import WorkerDied, WorkerProcess
+
+    worker = WorkerProcess.__new__(WorkerProcess)
+    r, w = os.pipe()
+    os.write(w, line)
+    os.close(w)
+    worker._reply, worker._buf, worker.role = r, b"", "test"
+    worker.kill = lambda: None  # type: ignore[method-assign]
+    with open(os.devnull, "wb") as sink:
+        worker.proc = type("P", (), {"stdin": sink})()  # type: ignore[assignment]
+        with pytest.raises(WorkerDied):
+            worker._request(5, cmd="x")
+    os.close(r)

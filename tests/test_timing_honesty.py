@@ -135,5 +135,53 @@ def test_a_forged_crosscheck_answer_is_a_failed_crosscheck_not_a_crash(answer: o
         "new_ms": [0.1] * 5,
         "crosscheck": {"ref": checked_crosscheck(ref), "new": checked_crosscheck(answer)},
     }
+    # On a GPU a candidate whose cross-check fails does not escape it: unconfirmed.
     cross = timing_record(run, {})["crosscheck"]
-    assert cross["confirmed"] is None and cross["error"].startswith(("malformed", "no answer"))
+    assert cross["confirmed"] is False and cross["reason"].startswith("the candidate's cross-check")
+    # On cpu nothing is judged.
+    assert timing_record(run, {}, "cpu")["crosscheck"]["confirmed"] is None
+
+
+@pytest.mark.parametrize(
+    "forged",
+    [
+        {"busy_ms": 0.0, "span_ms": 0.0},  # "the profiler saw nothing"
+        {"busy_ms": 1e-9, "span_ms": 1e-9, "calls": 1},  # too few calls
+    ],
+)
+def test_a_candidate_that_hides_from_the_profiler_is_unconfirmed(forged: dict) -> None:
+    from pytest_hipkittens.evaluate.verify import checked_crosscheck, timing_record
+
+    base = {
+        "ok": True,
+        "tool": "t",
+        "calls": 10,
+        "busy_ms": 0.1,
+        "span_ms": 0.1,
+        "kernels_per_call": 1,
+    }
+    run = {
+        "ref_ms": [1.0] * 5,
+        "new_ms": [0.1] * 5,
+        "crosscheck": {"ref": checked_crosscheck(base), "new": checked_crosscheck(base | forged)},
+    }
+    assert timing_record(run, {})["crosscheck"]["confirmed"] is False
+
+
+@pytest.mark.parametrize(
+    "ms", [[0.0] * 5, [float("nan")] * 5, [-1.0] * 5, [0.1] * 4, [0.1] * 1000, "0.1", None]
+)
+def test_reported_times_must_be_the_trials_asked_for_positive_and_finite(ms: object) -> None:
+    from pytest_hipkittens.evaluate.verify import Verdict, check_times
+
+    with pytest.raises(Verdict) as info:
+        check_times({"ok": True, "ms": ms}, 5)
+    assert info.value.status == "rejected"
+    check_times({"ok": True, "ms": [0.1] * 5}, 5)  # honest: no exception
+    with pytest.raises(Verdict):
+        check_times({"ok": True, "est_ms": float("inf")}, None)
+
+
+def test_the_interval_stays_cheap_for_any_number_of_trials() -> None:
+    lo, hi = speedup_interval([1.0] * 200_000, [0.5] * 200_000)
+    assert lo == pytest.approx(2.0) and hi == pytest.approx(2.0)

@@ -163,6 +163,8 @@ def judge(
             "outside the timed region"
         )
         reasons.append(escaped)
+    if device_speedup is None:
+        reasons.append("the profiler saw no device time in the candidate's calls")
     if device == "cpu":
         # The profiler's clock on a cpu is the host's, read after the rounds on cores the
         # profiler itself loads (a 1-op C++ kernel read 2.7x slower under it on 2 cores):

@@ -512,6 +512,9 @@ class Evaluator:
         again = timing_record(
             run.timing(seeds, self.cfg.timing_trials * 3), run.ref.work, self.cfg.backend.device
         )
+        escaped = (again.get("crosscheck") or {}).get("escaped")
+        if escaped:
+            raise Verdict("rejected", "rejected", f"timing not credible: {escaped}")
         check["retimed_speedup"] = again["speedup"]
         check["retimed_trials"] = again["trials"]
         reason = impossible(

@@ -81,6 +81,11 @@ def boot_report() -> dict[str, float]:
     return out
 
 
+#: The longest answer line a worker may send (specs, tables and scalars are small; a
+#: candidate's worker that streams more is treated as crashed, not buffered without end).
+MAX_REPLY_BYTES = 16 << 20
+
+
 class WorkerDied(RuntimeError):
     """The worker exited or stopped answering; ``kind`` says which."""
 
@@ -216,10 +221,13 @@ class WorkerProcess:
                 if not chunk:
                     raise self._died()
                 self._buf += chunk
+                if len(self._buf) > MAX_REPLY_BYTES and b"\n" not in self._buf:
+                    self.kill()
+                    raise WorkerDied("crash", "worker sent an answer too large to read")
         line, self._buf = self._buf.split(b"\n", 1)
         try:
             answer = json.loads(line)
-        except json.JSONDecodeError:
+        except (ValueError, RecursionError):  # bad JSON, bad UTF-8, a huge int, deep nesting
             self.kill()
             raise WorkerDied("crash", "worker sent a malformed answer") from None
         if not isinstance(answer, dict):

@@ -195,6 +195,8 @@ class Run:
         """
         t0 = time.monotonic()
         reply = self._cand(cmd="timed", **msg)
+        if reply.get("ok"):
+            check_times(reply, msg.get("trials"))
         if reply.get("ok") and reply.get("ms"):
             self.rounds["new"].append((time.monotonic() - t0, reply["ms"]))
         if reply.get("ok") and not checked:
@@ -249,8 +251,8 @@ class Run:
         inputs; None when either side's profiler saw nothing (said in the result)."""
         if not self.cfg.crosscheck:
             return None
-        ref = self._trusted(cmd="crosscheck", seed=seed)
-        new = self._cand(cmd="crosscheck")
+        ref = self._trusted(cmd="crosscheck", seed=seed, calls=CROSSCHECK_CALLS)
+        new = self._cand(cmd="crosscheck", calls=CROSSCHECK_CALLS)
         if new.get("category") == "rejected":
             _answer(new, "cross-check: ")
         return {"ref": checked_crosscheck(ref), "new": checked_crosscheck(new)}
@@ -329,6 +331,32 @@ class Run:
         }
 
 
+#: Calls each side runs under the profiler (crosscheck.device_times).
+CROSSCHECK_CALLS = 10
+
+
+def check_times(reply: dict[str, Any], trials: int | None) -> None:
+    """The candidate's reported times are data: exactly ``trials`` finite milliseconds
+    above zero (or one finite estimate for a warm-up), else a rejection — a zero, a NaN, a
+    negative or a million-entry list must neither crash the parent nor buy a speedup."""
+    import math
+
+    def good(v: Any) -> bool:
+        return (
+            isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v > 0
+        )
+
+    if trials is None:
+        if not good(reply.get("est_ms")):
+            raise Verdict("rejected", "rejected", "timing: a malformed warm-up estimate")
+        return
+    ms = reply.get("ms")
+    if not isinstance(ms, list) or len(ms) != trials or not all(good(v) for v in ms):
+        raise Verdict(
+            "rejected", "rejected", f"timing: the worker did not report {trials} positive times"
+        )
+
+
 def checked_crosscheck(answer: Any) -> dict[str, Any]:
     """A worker's cross-check answer as plain, finite numbers — or a failed one.
 
@@ -348,8 +376,12 @@ def checked_crosscheck(answer: Any) -> dict[str, Any]:
         if not math.isfinite(value) or value < 0:
             return {"ok": False, "message": f"malformed cross-check answer ({key})"}
         out[key] = float(value)
+    if out["busy_ms"] <= 0 or out["span_ms"] <= 0:
+        return {"ok": False, "message": "the profiler saw no device time in the calls"}
     calls = answer.get("calls")
-    out["calls"] = calls if isinstance(calls, int) and not isinstance(calls, bool) else 0
+    if isinstance(calls, bool) or not isinstance(calls, int) or calls < CROSSCHECK_CALLS // 2:
+        return {"ok": False, "message": f"the profiler saw {calls!r} of {CROSSCHECK_CALLS} calls"}
+    out["calls"] = calls
     out["tool"] = str(answer.get("tool") or "profiler")[:80]
     return out
 
@@ -388,6 +420,16 @@ def timing_record(answer: dict[str, Any], work: dict[str, Any], device: str = "c
         ref, new = cross["ref"], cross["new"]
         if ref.get("ok") and new.get("ok"):
             timing["crosscheck"] = judge(timing, ref, new, device)
+        elif ref.get("ok") and device != "cpu":
+            # The reference's profile came out and the candidate's did not: a candidate that
+            # fails its cross-check must not escape it (it could hide work behind the flush
+            # and then simply not be profiled). Unconfirmed, with the reason.
+            message = new.get("message") or "no answer"
+            timing["crosscheck"] = {
+                "confirmed": False,
+                "reason": f"the candidate's cross-check failed: {message}",
+                "error": message,
+            }
         else:
             failed = new if not new.get("ok") else ref
             timing["crosscheck"] = {"confirmed": None, "error": failed.get("message")}

@@ -28,6 +28,7 @@ from .sandbox import boot_mark, boot_report
 boot_mark("interpreter")  # before torch: start-up stages are reported by the first load
 import torch  # noqa: E402
 
+from .. import profile as _profile  # noqa: E402,F401 - fingerprinted: the cross-check's profiler
 from .integrity import Fingerprint  # noqa: E402
 from .loading import (  # noqa: E402
     DTYPES,
@@ -57,6 +58,7 @@ _TORCH_NAMES: list[tuple[str, Any, list[str] | None]] = [
     ("torch.cuda.Event", torch.cuda.Event, None),
     ("torch.nn.Module", torch.nn.Module, ["__call__", "_call_impl"]),
     ("torch.Tensor", torch.Tensor, ["zero_", "data_ptr", "untyped_storage", "numel"]),
+    ("torch.autograd.profiler", torch.autograd.profiler, ["profile", "record_function"]),
 ]
 
 
