@@ -83,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--output",
         metavar="DIR",
-        help="where the merged tree and reports go (default: the first tree)",
+        help="merge the trees into DIR and write summary.json and the reports there (default: write nothing)",
     )
     parser.add_argument("--html", metavar="REPORT.html", help="also write the HTML report here")
     parser.add_argument(
