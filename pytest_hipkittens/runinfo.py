@@ -59,14 +59,14 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine() or UNKNOWN
 
 
-def device_info(backend: str, device_index: str | None = None) -> dict[str, Any]:
+def device_info(backend: str) -> dict[str, Any]:
     """The card (name, driver, how many) or the CPU (model, cores) the run measures on."""
     if backend == "cuda":
-        line = _run(["nvidia-smi", "--query-gpu=name,driver_version", "--format=csv,noheader"])
-        count = _run(["nvidia-smi", "--query-gpu=count", "--format=csv,noheader"])
-        if line:
-            name, _, driver = (p.strip() for p in line.partition(","))
-            return {"name": name, "driver": driver, "count": int(count) if count else None}
+        # One line per GPU: the first names the card, their number is the count.
+        gpus = _lines(["nvidia-smi", "--query-gpu=name,driver_version", "--format=csv,noheader"])
+        if gpus:
+            name, _, driver = (p.strip() for p in gpus[0].partition(","))
+            return {"name": name, "driver": driver, "count": len(gpus)}
     if backend == "hip":
         name = _run(["rocm-smi", "--showproductname", "--csv"])
         driver = _run(["rocm-smi", "--showdriverversion", "--csv"])
@@ -145,7 +145,7 @@ def collect(settings: Any, backend: str, prompt_set: str, arch: str = "") -> dic
         },
         "backend": backend,
         "arch": arch or None,
-        "device": device_info(backend, settings.device_index),
+        "device": device_info(backend),
         "software": {
             "torch": torch.get("version"),
             "cuda": torch.get("cuda"),
