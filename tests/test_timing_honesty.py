@@ -169,7 +169,17 @@ def test_a_candidate_that_hides_from_the_profiler_is_unconfirmed(forged: dict) -
 
 
 @pytest.mark.parametrize(
-    "ms", [[0.0] * 5, [float("nan")] * 5, [-1.0] * 5, [0.1] * 4, [0.1] * 1000, "0.1", None]
+    "ms",
+    [
+        [0.0] * 5,
+        [float("nan")] * 5,
+        [-1.0] * 5,
+        [0.1] * 4,
+        [0.1] * 1000,
+        "0.1",
+        None,
+        [10**400] * 5,
+    ],
 )
 def test_reported_times_must_be_the_trials_asked_for_positive_and_finite(ms: object) -> None:
     from pytest_hipkittens.evaluate.verify import Verdict, check_times

@@ -335,16 +335,28 @@ class Run:
 CROSSCHECK_CALLS = 10
 
 
+def _finite(value: Any) -> float | None:
+    """``value`` as a float when it is a finite real number a worker sent (not a bool, a
+    string or a NaN), else None."""
+    import math
+
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    try:
+        number = float(value)  # an int of 400 digits does not fit
+    except OverflowError:
+        return None
+    return number if math.isfinite(number) else None
+
+
 def check_times(reply: dict[str, Any], trials: int | None) -> None:
     """The candidate's reported times are data: exactly ``trials`` finite milliseconds
     above zero (or one finite estimate for a warm-up), else a rejection — a zero, a NaN, a
     negative or a million-entry list must neither crash the parent nor buy a speedup."""
-    import math
 
     def good(v: Any) -> bool:
-        return (
-            isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v > 0
-        )
+        n = _finite(v)
+        return n is not None and n > 0
 
     if trials is None:
         if not good(reply.get("est_ms")):
@@ -363,19 +375,15 @@ def checked_crosscheck(answer: Any) -> dict[str, Any]:
     The candidate's worker answers from a process its code runs in: whatever it sends is
     data to check, never to trust into arithmetic (a string or a NaN must not break the
     evaluation, let alone the session)."""
-    import math
-
     if not isinstance(answer, dict) or not answer.get("ok"):
         message = answer.get("message") if isinstance(answer, dict) else None
         return {"ok": False, "message": str(message or "no answer")[:300]}
     out: dict[str, Any] = {"ok": True}
     for key in ("busy_ms", "span_ms", "kernels_per_call"):
-        value = answer.get(key)
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
+        value = _finite(answer.get(key))
+        if value is None or value < 0:
             return {"ok": False, "message": f"malformed cross-check answer ({key})"}
-        if not math.isfinite(value) or value < 0:
-            return {"ok": False, "message": f"malformed cross-check answer ({key})"}
-        out[key] = float(value)
+        out[key] = value
     if out["busy_ms"] <= 0 or out["span_ms"] <= 0:
         return {"ok": False, "message": "the profiler saw no device time in the calls"}
     calls = answer.get("calls")
